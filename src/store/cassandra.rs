@@ -1,0 +1,1 @@
+//! Cassandra / ScyllaDB backend (not yet implemented).

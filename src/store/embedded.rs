@@ -1,0 +1,279 @@
+//! The embedded default store: one crash-safe redb file under `--data-dir`.
+//!
+//! Writes from every session go through one bounded queue to one writer thread,
+//! which takes everything waiting (up to [`MAX_BATCH`]) into a single transaction
+//! and commits it with an fsync: thousands of writes per second cost a handful of
+//! fsyncs (group commit). A `put` returns only after its transaction is durable.
+//! Last-write-wins is decided inside the transaction, so it holds whatever order
+//! writes arrive in. Reads use redb's MVCC read transactions and never wait for the
+//! writer.
+//!
+//! Ties (two writes with the same timestamp) resolve as Cassandra does: a delete
+//! wins over a write, and between two writes the larger position wins.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{PositionStore, PositionWrite, SavedPosition, StoreError};
+
+/// `(user_id, movie_id)` → `(position_ms, written_at_micros, is_tombstone)`.
+const POSITIONS: TableDefinition<(&str, &str), (u64, i64, bool)> =
+    TableDefinition::new("playback_position");
+
+/// Most writes one transaction takes; bounds commit latency under a flood.
+pub const MAX_BATCH: usize = 4096;
+
+/// Writes waiting for the writer at most; callers wait beyond it (backpressure).
+const QUEUE_DEPTH: usize = 8192;
+
+/// File name of the database inside the data dir.
+const FILE_NAME: &str = "positions.redb";
+
+/// A change the writer applies.
+enum Mutation {
+    Put(PositionWrite),
+    Delete {
+        user_id: String,
+        movie_id: String,
+        written_at_micros: i64,
+    },
+}
+
+/// A mutation and the caller waiting for its commit.
+struct Job {
+    mutation: Mutation,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Counters of the group commit, for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    /// Transactions committed (one fsync each).
+    pub commits: AtomicU64,
+    /// Mutations applied through those transactions.
+    pub writes: AtomicU64,
+}
+
+/// The redb-backed [`PositionStore`].
+pub struct EmbeddedStore {
+    /// Shared with the writer thread; reads open their own transactions on it.
+    db: Arc<Database>,
+    /// The writer's queue; closing it stops the writer.
+    jobs: mpsc::Sender<Job>,
+    /// Group-commit counters.
+    stats: Arc<CommitStats>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `dir` and starts its writer thread.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::create(&path)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(POSITIONS).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+
+        let db = Arc::new(db);
+        let stats = Arc::new(CommitStats::default());
+        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+        let writer_db = Arc::clone(&db);
+        let writer_stats = Arc::clone(&stats);
+        std::thread::Builder::new()
+            .name("embedded-store-writer".into())
+            .spawn(move || run_writer(&writer_db, queue, &writer_stats))
+            .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
+        Ok(Self { db, jobs, stats })
+    }
+
+    /// Group-commit counters.
+    pub fn stats(&self) -> Arc<CommitStats> {
+        Arc::clone(&self.stats)
+    }
+
+    async fn submit(&self, mutation: Mutation) -> Result<(), StoreError> {
+        let (done, committed) = oneshot::channel();
+        self.jobs
+            .send(Job { mutation, done })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        committed.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || read(&db))
+            .await
+            .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl PositionStore for EmbeddedStore {
+    async fn put(&self, write: PositionWrite) -> Result<(), StoreError> {
+        self.submit(Mutation::Put(write)).await
+    }
+
+    async fn delete(&self, user_id: &str, movie_id: &str, written_at_micros: i64) -> Result<(), StoreError> {
+        self.submit(Mutation::Delete {
+            user_id: user_id.to_owned(),
+            movie_id: movie_id.to_owned(),
+            written_at_micros,
+        })
+        .await
+    }
+
+    async fn get(&self, user_id: &str, movie_id: &str) -> Result<Option<SavedPosition>, StoreError> {
+        let (user_id, movie_id) = (user_id.to_owned(), movie_id.to_owned());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(POSITIONS).map_err(backend)?;
+            let found = table.get((user_id.as_str(), movie_id.as_str())).map_err(backend)?;
+            Ok(found.and_then(|cell| {
+                let (position_ms, updated_at_micros, deleted) = cell.value();
+                (!deleted).then(|| SavedPosition {
+                    movie_id: movie_id.clone(),
+                    position_ms,
+                    updated_at_micros,
+                })
+            }))
+        })
+        .await
+    }
+
+    async fn list(&self, user_id: &str) -> Result<Vec<SavedPosition>, StoreError> {
+        let user_id = user_id.to_owned();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(POSITIONS).map_err(backend)?;
+            let mut positions = Vec::new();
+            for entry in table.range((user_id.as_str(), "")..).map_err(backend)? {
+                let (key, cell) = entry.map_err(backend)?;
+                let (user, movie) = key.value();
+                if user != user_id {
+                    break;
+                }
+                let (position_ms, updated_at_micros, deleted) = cell.value();
+                if !deleted {
+                    positions.push(SavedPosition {
+                        movie_id: movie.to_owned(),
+                        position_ms,
+                        updated_at_micros,
+                    });
+                }
+            }
+            Ok(positions)
+        })
+        .await
+    }
+
+    async fn check_health(&self) -> Result<(), StoreError> {
+        if self.jobs.is_closed() {
+            return Err(StoreError::Unavailable("writer thread has stopped".into()));
+        }
+        self.read(|db| {
+            let txn = db.begin_read().map_err(backend)?;
+            txn.open_table(POSITIONS).map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The writer thread: drain the queue, commit a batch, acknowledge it, repeat.
+/// Ends when every sender is gone.
+fn run_writer(db: &Database, mut queue: mpsc::Receiver<Job>, stats: &CommitStats) {
+    let mut batch = Vec::with_capacity(64);
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcome = commit_batch(db, &batch);
+        if outcome.is_ok() {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        } else if let Err(e) = &outcome {
+            tracing::error!(error = %e, writes = batch.len(), "embedded store commit failed");
+        }
+        for job in batch.drain(..) {
+            let reply = match &outcome {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::Backend(e.to_string())),
+            };
+            // The caller may have given up waiting; its write is committed anyway.
+            let _ = job.done.send(reply);
+        }
+    }
+}
+
+/// Applies a batch in one durable transaction, each mutation under last-write-wins.
+fn commit_batch(db: &Database, batch: &[Job]) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(backend)?;
+    {
+        let mut table = txn.open_table(POSITIONS).map_err(backend)?;
+        for job in batch {
+            let (user_id, movie_id, incoming) = match &job.mutation {
+                Mutation::Put(w) => (&w.user_id, &w.movie_id, (w.position_ms, w.written_at_micros, false)),
+                Mutation::Delete {
+                    user_id,
+                    movie_id,
+                    written_at_micros,
+                } => (user_id, movie_id, (0, *written_at_micros, true)),
+            };
+            let key = (user_id.as_str(), movie_id.as_str());
+            let current = table.get(key).map_err(backend)?.map(|cell| cell.value());
+            if current.is_none_or(|stored| wins(incoming, stored)) {
+                table.insert(key, incoming).map_err(backend)?;
+            }
+        }
+    }
+    txn.commit().map_err(backend)
+}
+
+/// Whether `incoming` replaces `stored`: the newer timestamp wins; on a tie a
+/// tombstone wins, then the larger position.
+fn wins(incoming: (u64, i64, bool), stored: (u64, i64, bool)) -> bool {
+    let (in_pos, in_at, in_deleted) = incoming;
+    let (st_pos, st_at, st_deleted) = stored;
+    (in_at, in_deleted, in_pos) > (st_at, st_deleted, st_pos)
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wins;
+
+    #[test]
+    fn newer_timestamp_wins_whatever_the_values() {
+        assert!(wins((1, 11, false), (9_000, 10, false)));
+        assert!(!wins((9_000, 9, false), (1, 10, false)));
+        assert!(!wins((9_000, 9, false), (0, 10, true)));
+        assert!(wins((5, 11, false), (0, 10, true)));
+    }
+
+    #[test]
+    fn ties_prefer_tombstones_then_larger_positions() {
+        assert!(wins((0, 10, true), (9_000, 10, false)));
+        assert!(!wins((9_000, 10, false), (0, 10, true)));
+        assert!(wins((2, 10, false), (1, 10, false)));
+        assert!(!wins((1, 10, false), (1, 10, false)));
+    }
+}

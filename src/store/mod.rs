@@ -1,0 +1,91 @@
+//! Where positions live: the `PositionStore` trait and its backends.
+//!
+//! Every backend gives the same semantics, which the shared test suite in
+//! `tests/it/store_suite.rs` checks against each of them:
+//!
+//! * **Last write wins by write timestamp.** Each write carries the time (µs since
+//!   the Unix epoch) at which the server *received* the position. A write whose
+//!   timestamp is older than the stored one never replaces it, whatever order the
+//!   writes arrive in, so retries and late flushes can never move a position back.
+//! * **Deletes are tombstones with a timestamp.** A delete hides every older write
+//!   and loses to every newer one (Cassandra's `DELETE … USING TIMESTAMP`).
+//! * **A write returns only once it is durable** in the backend's own sense.
+//!
+//! This module owns the data model only; the completion policy lives in
+//! `crate::resume`, and no backend knows about HTTP or sessions.
+
+pub mod cassandra;
+pub mod embedded;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+/// One position write, stamped by the server when the position was received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionWrite {
+    /// The viewer, taken from a verified token's `sub`.
+    pub user_id: String,
+    /// The title, checked against the catalog before it gets here.
+    pub movie_id: String,
+    /// Playback position in milliseconds (already clamped to the title's duration).
+    pub position_ms: u64,
+    /// When the server received the position, in µs since the Unix epoch; the
+    /// last-write-wins key.
+    pub written_at_micros: i64,
+}
+
+/// A position as stored: what the read paths start from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedPosition {
+    /// The title this position belongs to.
+    pub movie_id: String,
+    /// Playback position in milliseconds.
+    pub position_ms: u64,
+    /// The write timestamp that won (µs since the Unix epoch).
+    pub updated_at_micros: i64,
+}
+
+/// Why a store operation failed. Callers keep their data and may retry: every
+/// write is idempotent under its timestamp.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend did not answer in time or is unreachable.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered with an error.
+    #[error("store error: {0}")]
+    Backend(String),
+    /// The store is shutting down and takes no more writes.
+    #[error("store is closed")]
+    Closed,
+}
+
+/// The storage contract every backend fulfils (see the module docs for the rules).
+#[async_trait]
+pub trait PositionStore: Send + Sync + 'static {
+    /// Stores a position unless a write or delete with a newer-or-equal timestamp
+    /// is already there. Returns once the write is durable.
+    async fn put(&self, write: PositionWrite) -> Result<(), StoreError>;
+
+    /// Writes a tombstone for `(user_id, movie_id)` at `written_at_micros`.
+    async fn delete(
+        &self,
+        user_id: &str,
+        movie_id: &str,
+        written_at_micros: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The winning position of one title for one user, if any (tombstoned titles
+    /// count as none).
+    async fn get(&self, user_id: &str, movie_id: &str) -> Result<Option<SavedPosition>, StoreError>;
+
+    /// Every live position of one user, in no particular order.
+    async fn list(&self, user_id: &str) -> Result<Vec<SavedPosition>, StoreError>;
+
+    /// Succeeds when the store answers a trivial request now.
+    async fn check_health(&self) -> Result<(), StoreError>;
+}
+
+/// The store as the rest of the server holds it.
+pub type SharedStore = Arc<dyn PositionStore>;

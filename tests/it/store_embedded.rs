@@ -1,0 +1,52 @@
+//! The store contract against the embedded redb store.
+
+use std::sync::Arc;
+
+use resume_server::store::embedded::EmbeddedStore;
+
+use crate::store_suite::StoreFixture;
+
+async fn embedded() -> Option<StoreFixture> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(dir.path()).expect("opens");
+    Some(StoreFixture {
+        store: Arc::new(store),
+        _guard: Box::new(dir),
+    })
+}
+
+crate::store_suite!(embedded());
+
+#[tokio::test]
+async fn positions_survive_reopening_the_data_dir() {
+    use resume_server::store::{PositionStore, PositionWrite};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        store
+            .put(PositionWrite {
+                user_id: "alice".into(),
+                movie_id: "inception".into(),
+                position_ms: 2_843_000,
+                written_at_micros: 1,
+            })
+            .await
+            .unwrap();
+        let stats = store.stats();
+        assert_eq!(stats.writes.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+    // The writer thread lets go of the file once its queue closes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let store = loop {
+        match EmbeddedStore::open(dir.path()) {
+            Ok(store) => break store,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::task::yield_now().await;
+            }
+            Err(e) => panic!("reopen failed: {e}"),
+        }
+    };
+    let saved = store.get("alice", "inception").await.unwrap().unwrap();
+    assert_eq!(saved.position_ms, 2_843_000);
+}
