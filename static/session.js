@@ -1,0 +1,130 @@
+// One title's playback session: a WebSocket that carries position ticks to the
+// server and survives drops. The latest position is kept until a socket takes
+// it, so a reconnect sends where the viewer is now before anything else.
+
+const BACKOFF_START_MS = 1000;
+const BACKOFF_CAP_MS = 30000;
+
+/**
+ * Connection states reported through `onChange`:
+ * `connecting`, `live`, `reconnecting` (with `retryAt`), `offline`, `closed`.
+ */
+export class PlaybackSession {
+  /**
+   * @param {string} url       the session WebSocket URL (token included)
+   * @param {object} handlers  `onChange(state, retryAt?)`, `onHello(msg)`,
+   *                           `onSaved(seconds)`, `onServerError(msg)`
+   */
+  constructor(url, handlers) {
+    this.url = url;
+    this.handlers = handlers;
+    this.socket = null;
+    this.latest = null;
+    this.failures = 0;
+    this.retryTimer = 0;
+    this.closed = false;
+    this.onOnline = () => this.reconnectNow();
+    this.onOffline = () => this.report('offline');
+    addEventListener('online', this.onOnline);
+    addEventListener('offline', this.onOffline);
+    this.connect();
+  }
+
+  /** Records the viewer's position and sends it if a socket is open. */
+  tick(positionSeconds, state) {
+    this.latest = {
+      type: 'tick',
+      position_seconds: Math.round(positionSeconds * 1000) / 1000,
+      state,
+    };
+    this.flush();
+  }
+
+  /**
+   * Closes for good with a normal 1000 close. A tick sent just before still
+   * arrives: send() queues it ahead of the close frame.
+   */
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    removeEventListener('online', this.onOnline);
+    removeEventListener('offline', this.onOffline);
+    this.socket?.close(1000, 'viewer left');
+    this.socket = null;
+    this.report('closed');
+  }
+
+  connect() {
+    if (this.closed) return;
+    if (!navigator.onLine) {
+      this.report('offline');
+      return;
+    }
+    this.report('connecting');
+    const socket = new WebSocket(this.url);
+    this.socket = socket;
+    socket.onopen = () => this.flush();
+    socket.onmessage = (event) => this.receive(event.data);
+    socket.onclose = () => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      this.scheduleReconnect();
+    };
+  }
+
+  receive(data) {
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return;
+    }
+    switch (message.type) {
+      case 'hello':
+        // Only a greeting proves the server took the session; an open
+        // socket that is closed at once must still back off.
+        this.failures = 0;
+        this.report('live');
+        this.handlers.onHello?.(message);
+        break;
+      case 'saved':
+        this.handlers.onSaved?.(message.position_seconds);
+        break;
+      case 'error':
+        this.handlers.onServerError?.(message);
+        break;
+    }
+  }
+
+  flush() {
+    if (this.latest && this.socket?.readyState === WebSocket.OPEN) {
+      this.socket.send(JSON.stringify(this.latest));
+    }
+  }
+
+  scheduleReconnect() {
+    if (this.closed) return;
+    if (!navigator.onLine) {
+      this.report('offline');
+      return;
+    }
+    // Full exponential backoff with "equal jitter": half fixed, half random, so
+    // a server restart is not met by every viewer at the same instant.
+    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_START_MS * 2 ** this.failures);
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    this.failures += 1;
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+    this.report('reconnecting', Date.now() + delay);
+  }
+
+  reconnectNow() {
+    if (this.closed || this.socket) return;
+    clearTimeout(this.retryTimer);
+    this.connect();
+  }
+
+  report(state, retryAt) {
+    this.handlers.onChange?.(state, retryAt);
+  }
+}

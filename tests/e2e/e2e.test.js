@@ -1,0 +1,244 @@
+// End-to-end: the real resume-server binary and Debian's Chromium, driven the
+// way a viewer would. Watches a title, leaves, comes back to the same spot;
+// finishes a title and finds it restarting; checks positions are per viewer.
+//
+// Env: RESUME_SERVER_BIN (default ../../target/debug/resume-server),
+//      CHROMIUM_BIN (default /usr/bin/chromium),
+//      E2E_BASE_URL (use a server that is already running instead),
+//      UPDATE_DOCS_SCREENSHOT=1 (refresh docs/demo.png).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { createWriteStream, existsSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repoRoot = path.resolve(here, '../..');
+const artifacts = path.join(repoRoot, 'target/e2e');
+const serverBin = path.resolve(here, process.env.RESUME_SERVER_BIN ?? '../../target/debug/resume-server');
+
+// Deadlines: generous for a 2-core CI box, short enough to fail fast.
+const STARTUP_MS = 30_000;
+const STEP_MS = 20_000;
+
+let server; // { baseUrl, stop() }
+let browser;
+const problems = []; // console errors/warnings and page errors, from every page
+
+before(async () => {
+  await mkdir(artifacts, { recursive: true });
+  server = process.env.E2E_BASE_URL
+    ? { baseUrl: process.env.E2E_BASE_URL.replace(/\/$/, ''), stop: async () => {} }
+    : await startServer();
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_BIN ?? '/usr/bin/chromium',
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic',
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+test('a viewer resumes where they stopped, per title and per viewer', async (t) => {
+  let stoppedAt;
+
+  await t.test('alice watches The Clock for a while, then closes the tab', async () => {
+    const page = await openPage();
+    await logIn(page, 'alice');
+    await page.screenshot({ path: path.join(artifacts, 'login-done.png') });
+    await play(page, 'clock');
+    await expectStatus(page, 'Starting from the beginning');
+    await page.waitForFunction(() => document.querySelector('[data-testid=video]').currentTime >= 5,
+      null, { timeout: STEP_MS });
+    stoppedAt = await currentTime(page);
+    await page.close({ runBeforeUnload: true });
+    // The server saves on the socket's close; wait until it has, rather than
+    // racing the next page's read.
+    await waitForSavedPosition('alice', 'clock', (p) => p >= stoppedAt - 1);
+  });
+
+  await t.test('alice comes back and The Clock resumes where she left it', async () => {
+    const page = await openPage();
+    await logIn(page, 'alice');
+    const resumeCard = page.locator('[data-testid=continue-item][data-movie-id=clock]');
+    await resumeCard.waitFor({ timeout: STEP_MS });
+    await page.screenshot({ path: path.join(artifacts, 'catalog.png'), fullPage: true });
+
+    await resumeCard.getByTestId('play').click();
+    await expectStatus(page, 'Resumed at');
+    const resumedAt = await currentTime(page);
+    assert.ok(Math.abs(resumedAt - stoppedAt) <= 2,
+      `resumed at ${resumedAt.toFixed(2)} s, but playback stopped at ${stoppedAt.toFixed(2)} s`);
+    await page.getByTestId('status').getByText('Saved').waitFor({ timeout: STEP_MS });
+    await page.locator('[data-testid=connection][data-state=live]').waitFor({ timeout: STEP_MS });
+    await page.screenshot({ path: path.join(artifacts, 'player.png'), fullPage: true });
+    if (process.env.UPDATE_DOCS_SCREENSHOT === '1') {
+      await mkdir(path.join(repoRoot, 'docs'), { recursive: true });
+      await copyFile(path.join(artifacts, 'player.png'), path.join(repoRoot, 'docs/demo.png'));
+    }
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: path.join(artifacts, 'phone.png'), fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 800 });
+
+    // Finishing a title (past 95 %) means it starts over next time.
+    await play(page, 'countdown');
+    await expectStatus(page, 'Starting from the beginning');
+    await page.evaluate(() => { document.querySelector('[data-testid=video]').currentTime = 57.5; });
+    await page.waitForFunction(() => document.querySelector('[data-testid=video]').ended,
+      null, { timeout: STEP_MS });
+    await page.locator('[data-testid=catalog-item][data-movie-id=countdown][data-completed=true]')
+      .waitFor({ timeout: STEP_MS });
+    await play(page, 'countdown');
+    await expectStatus(page, 'Starting from the beginning');
+    assert.ok(await currentTime(page) < 1, 'a finished title restarts from the beginning');
+
+    // Positions belong to the viewer: bob has never watched The Clock.
+    await page.getByTestId('switch-user').click();
+    await logIn(page, 'bob');
+    assert.equal(await page.getByTestId('continue-item').count(), 0, 'bob has nothing to continue');
+    await play(page, 'clock');
+    await expectStatus(page, 'Starting from the beginning');
+    assert.ok(await currentTime(page) < 1, "bob's Clock starts from the beginning");
+    await page.close({ runBeforeUnload: true });
+  });
+
+  await t.test('no page logged an error or warning', () => {
+    assert.deepEqual(problems, []);
+  });
+});
+
+// ---- page helpers ------------------------------------------------------------
+
+async function openPage() {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.on('console', (message) => {
+    if (message.type() === 'error' || message.type() === 'warning') {
+      problems.push(`console ${message.type()}: ${message.text()} (${message.location().url})`);
+    }
+  });
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  await page.goto(`${server.baseUrl}/`);
+  return page;
+}
+
+async function logIn(page, name) {
+  await page.getByTestId('login-name').fill(name);
+  await page.getByTestId('login-submit').click();
+  await assert.doesNotReject(page.getByTestId('current-user').getByText(name, { exact: true })
+    .waitFor({ timeout: STEP_MS }), `logged in as ${name}`);
+  await page.locator('[data-testid=catalog-item][data-movie-id=clock]').waitFor({ timeout: STEP_MS });
+}
+
+async function play(page, movieId) {
+  await page.locator(`[data-testid=catalog-item][data-movie-id=${movieId}]`).getByTestId('play').click();
+}
+
+async function expectStatus(page, text) {
+  await page.getByTestId('status-text').getByText(text).waitFor({ timeout: STEP_MS });
+}
+
+function currentTime(page) {
+  return page.evaluate(() => document.querySelector('[data-testid=video]').currentTime);
+}
+
+// ---- server helpers ----------------------------------------------------------
+
+async function waitForSavedPosition(user, movieId, accept) {
+  const { token } = await apiJson('/api/v1/demo/token', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ user_id: user }),
+  });
+  let last;
+  await until(async () => {
+    const response = await fetch(`${server.baseUrl}/api/v1/progress/${movieId}`, {
+      headers: { Authorization: `Bearer ${token}` },
+    });
+    if (response.status === 404) return false;
+    last = await response.json();
+    return accept(last.position_seconds);
+  }, STEP_MS, () => `${user}'s position in ${movieId} was not saved (last seen: ${JSON.stringify(last)})`);
+}
+
+async function apiJson(route, init) {
+  const response = await fetch(`${server.baseUrl}${route}`, init);
+  assert.ok(response.ok, `${init?.method ?? 'GET'} ${route}: HTTP ${response.status}`);
+  return response.json();
+}
+
+async function until(check, timeoutMs, describe) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(describe());
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function freePort() {
+  const probe = net.createServer();
+  await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address();
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+async function startServer() {
+  if (!existsSync(serverBin)) {
+    throw new Error(`no server binary at ${serverBin}: run \`cargo build\` or set RESUME_SERVER_BIN`);
+  }
+  const port = await freePort();
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'resume-e2e-'));
+  const logPath = path.join(artifacts, 'server.log');
+  const log = createWriteStream(logPath);
+  const env = { ...process.env };
+  delete env.RESUME_JWT_SECRET; // demo mode: the page logs in by name
+  delete env.RESUME_JWT_PUBLIC_KEY;
+  const child = spawn(serverBin, [], {
+    cwd: repoRoot,
+    env: {
+      ...env,
+      RESUME_LISTEN: `127.0.0.1:${port}`,
+      RESUME_DATA_DIR: dataDir,
+      RESUME_STATIC_DIR: path.join(repoRoot, 'static'),
+      RESUME_FLUSH_INTERVAL_MS: '1000',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await rm(dataDir, { recursive: true, force: true });
+  };
+  try {
+    await until(async () => {
+      if (child.exitCode !== null) throw new Error('server exited');
+      return (await fetch(`${baseUrl}/healthz`)).status === 200;
+    }, STARTUP_MS, () => `server did not answer GET /healthz with 200 within ${STARTUP_MS} ms` +
+      ` (exit code ${child.exitCode}); see ${logPath}`);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { baseUrl, stop };
+}
