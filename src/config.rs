@@ -13,7 +13,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Command line of the `resume-server` binary.
 #[derive(Debug, Parser)]
-#[command(name = "resume-server", version, about = "Remembers where every viewer stopped watching.")]
+#[command(
+    name = "resume-server",
+    version,
+    about = "Remembers where every viewer stopped watching."
+)]
 pub struct Cli {
     /// What to do; without a subcommand the server runs.
     #[command(subcommand)]
@@ -120,7 +124,12 @@ pub struct Config {
     pub store: StoreKind,
 
     /// Cassandra/ScyllaDB contact points, comma-separated host:port.
-    #[arg(long, env = "RESUME_CASSANDRA_NODES", value_delimiter = ',', default_value = "127.0.0.1:9042")]
+    #[arg(
+        long,
+        env = "RESUME_CASSANDRA_NODES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:9042"
+    )]
     pub cassandra_nodes: Vec<String>,
 
     /// Keyspace of the positions table.
@@ -128,7 +137,11 @@ pub struct Config {
     pub cassandra_keyspace: String,
 
     /// Consistency of reads and writes (one, local_one, quorum, local_quorum, all, …).
-    #[arg(long, env = "RESUME_CASSANDRA_CONSISTENCY", default_value = "local_quorum")]
+    #[arg(
+        long,
+        env = "RESUME_CASSANDRA_CONSISTENCY",
+        default_value = "local_quorum"
+    )]
     pub cassandra_consistency: String,
 
     /// Local datacenter for DC-aware load balancing.
@@ -144,11 +157,19 @@ pub struct Config {
     pub cassandra_password: Option<String>,
 
     /// Per-request timeout against the cluster.
-    #[arg(long, env = "RESUME_CASSANDRA_REQUEST_TIMEOUT_MS", default_value_t = 2000)]
+    #[arg(
+        long,
+        env = "RESUME_CASSANDRA_REQUEST_TIMEOUT_MS",
+        default_value_t = 2000
+    )]
     pub cassandra_request_timeout_ms: u64,
 
     /// Writes in flight to the cluster at most; more wait for a slot.
-    #[arg(long, env = "RESUME_CASSANDRA_MAX_WRITES_IN_FLIGHT", default_value_t = 1024)]
+    #[arg(
+        long,
+        env = "RESUME_CASSANDRA_MAX_WRITES_IN_FLIGHT",
+        default_value_t = 1024
+    )]
     pub cassandra_max_writes_in_flight: usize,
 
     /// Replication map used when the keyspace is created (schema apply / --init-schema).
@@ -217,7 +238,10 @@ pub struct ConfigError {
 impl ConfigError {
     /// A config error for `knob`.
     pub fn new(knob: &'static str, reason: impl Into<String>) -> Self {
-        Self { knob, reason: reason.into() }
+        Self {
+            knob,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -246,9 +270,18 @@ impl Config {
                 "must be a finite number ≥ 0",
             ));
         }
-        positive("--flush-interval-ms / RESUME_FLUSH_INTERVAL_MS", self.flush_interval_ms)?;
-        positive("--ping-interval-ms / RESUME_PING_INTERVAL_MS", self.ping_interval_ms)?;
-        positive("--idle-timeout-ms / RESUME_IDLE_TIMEOUT_MS", self.idle_timeout_ms)?;
+        positive(
+            "--flush-interval-ms / RESUME_FLUSH_INTERVAL_MS",
+            self.flush_interval_ms,
+        )?;
+        positive(
+            "--ping-interval-ms / RESUME_PING_INTERVAL_MS",
+            self.ping_interval_ms,
+        )?;
+        positive(
+            "--idle-timeout-ms / RESUME_IDLE_TIMEOUT_MS",
+            self.idle_timeout_ms,
+        )?;
         positive(
             "--cassandra-request-timeout-ms / RESUME_CASSANDRA_REQUEST_TIMEOUT_MS",
             self.cassandra_request_timeout_ms,
@@ -257,16 +290,34 @@ impl Config {
             "--cassandra-max-writes-in-flight / RESUME_CASSANDRA_MAX_WRITES_IN_FLIGHT",
             self.cassandra_max_writes_in_flight as u64,
         )?;
-        positive("--max-sessions / RESUME_MAX_SESSIONS", self.max_sessions as u64)?;
-        positive("--max-sessions-per-user / RESUME_MAX_SESSIONS_PER_USER", self.max_sessions_per_user as u64)?;
-        positive("--max-frame-bytes / RESUME_MAX_FRAME_BYTES", self.max_frame_bytes as u64)?;
-        positive("--max-body-bytes / RESUME_MAX_BODY_BYTES", self.max_body_bytes as u64)?;
+        positive(
+            "--max-sessions / RESUME_MAX_SESSIONS",
+            self.max_sessions as u64,
+        )?;
+        positive(
+            "--max-sessions-per-user / RESUME_MAX_SESSIONS_PER_USER",
+            self.max_sessions_per_user as u64,
+        )?;
+        positive(
+            "--max-frame-bytes / RESUME_MAX_FRAME_BYTES",
+            self.max_frame_bytes as u64,
+        )?;
+        positive(
+            "--max-body-bytes / RESUME_MAX_BODY_BYTES",
+            self.max_body_bytes as u64,
+        )?;
         if !(self.tick_rate.is_finite() && self.tick_rate > 0.0) {
-            return Err(ConfigError::new("--tick-rate / RESUME_TICK_RATE", "must be a number > 0"));
+            return Err(ConfigError::new(
+                "--tick-rate / RESUME_TICK_RATE",
+                "must be a number > 0",
+            ));
         }
         if let Some(secret) = &self.jwt_secret {
             if secret.len() < 32 {
-                return Err(ConfigError::new("RESUME_JWT_SECRET", "must be at least 32 bytes"));
+                return Err(ConfigError::new(
+                    "RESUME_JWT_SECRET",
+                    "must be at least 32 bytes",
+                ));
             }
             if self.jwt_public_key.is_some() {
                 return Err(ConfigError::new(
@@ -275,8 +326,13 @@ impl Config {
                 ));
             }
         }
-        if self.store == StoreKind::Cassandra && self.cassandra_nodes.iter().all(|n| n.trim().is_empty()) {
-            return Err(ConfigError::new("--cassandra-nodes / RESUME_CASSANDRA_NODES", "no node given"));
+        if self.store == StoreKind::Cassandra
+            && self.cassandra_nodes.iter().all(|n| n.trim().is_empty())
+        {
+            return Err(ConfigError::new(
+                "--cassandra-nodes / RESUME_CASSANDRA_NODES",
+                "no node given",
+            ));
         }
         Ok(())
     }
@@ -314,7 +370,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_knob() {
-        let err = parse(&["--completion-threshold", "1.5"]).validate().unwrap_err();
+        let err = parse(&["--completion-threshold", "1.5"])
+            .validate()
+            .unwrap_err();
         assert!(err.to_string().contains("--completion-threshold"), "{err}");
         let err = parse(&["--jwt-secret", "short"]).validate().unwrap_err();
         assert!(err.to_string().contains("RESUME_JWT_SECRET"), "{err}");

@@ -1,5 +1,150 @@
-//! resume-server: remembers where every viewer stopped watching.
+//! resume-server remembers where every viewer stopped watching and puts them back
+//! there when they press Play.
+//!
+//! How the parts fit:
+//! * **Write path.** A player opens one WebSocket per playback session
+//!   (`http::session`); a session actor (`session::actor`) keeps the latest
+//!   position and writes it to the store every flush interval, when the player
+//!   ends, when the socket closes and when the server shuts down. The seed's
+//!   plain `POST /api/v1/stream/progress` (`http::stream`) stays for clients
+//!   without WebSockets.
+//! * **Read path.** `GET /api/v1/stream` reads the position — the newer of the
+//!   store's and a live session's on this node — and applies the completion
+//!   threshold (`resume`).
+//! * **Store.** `store::PositionStore`, last-write-wins by the time the server
+//!   received a position: the embedded redb store by default, Cassandra/ScyllaDB
+//!   in production.
+//! * `config` holds every knob, `auth` verifies tokens, `catalog` knows the
+//!   titles, `metrics` counts, and [`run`] ties it together with a shutdown that
+//!   waits for every session's final write.
+
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod catalog;
+pub mod clock;
 pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod resume;
+pub mod session;
+pub mod state;
 pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::auth::AuthKeys;
+use crate::catalog::{Catalog, CatalogError};
+use crate::config::{Config, ConfigError, StoreKind};
+use crate::state::AppState;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{SharedStore, StoreError};
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The catalog is invalid.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The store could not be opened.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the configured store.
+pub async fn open_store(config: &Config) -> Result<SharedStore, RunError> {
+    Ok(match config.store {
+        StoreKind::Embedded => Arc::new(EmbeddedStore::open(&config.data_dir)?),
+        StoreKind::Cassandra => store::cassandra::open(config).await?,
+    })
+}
+
+/// Builds the application state from the config and an opened store.
+pub fn build_state(config: &Config, store: SharedStore) -> Result<AppState, RunError> {
+    config.validate()?;
+    let keys = AuthKeys::from_config(config)?;
+    if keys.is_demo_mode() {
+        tracing::warn!(
+            "no RESUME_JWT_SECRET or RESUME_JWT_PUBLIC_KEY configured: demo mode, with a random \
+             secret and an open POST /api/v1/demo/token login. Do not expose this server."
+        );
+    }
+    let catalog = match &config.catalog {
+        Some(path) => Catalog::from_file(path)?,
+        None => Catalog::built_in(),
+    };
+    Ok(AppState::new(config, keys, catalog, store))
+}
+
+/// Serves on `listener` until `shutdown` resolves, then stops accepting, tells
+/// every session to write its position and close (1001), and waits for them up
+/// to the shutdown grace period.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    config.validate()?;
+    let store = open_store(&config).await?;
+    let state = build_state(&config, store)?;
+    let app = http::app(state.clone(), &config.static_dir);
+    tracing::info!(address = %listener.local_addr()?, store = ?config.store, "listening");
+
+    let sessions_stop = state.shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing sessions and writing their positions");
+            sessions_stop.cancel();
+        })
+        .await?;
+
+    state.session_tasks.close();
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    if tokio::time::timeout(grace, state.session_tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            remaining = state.sessions.live_count(),
+            "shutdown grace period over; some sessions did not finish their final write"
+        );
+    } else {
+        tracing::info!("every session finished");
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,1 +1,61 @@
-fn main() {}
+//! The `resume-server` binary: flags → config → tracing → `resume_server::run`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use resume_server::auth::{AuthKeys, UserId};
+use resume_server::config::{Cli, Command, SchemaAction};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = cli.config;
+    if let Err(e) = config.validate() {
+        eprintln!("resume-server: {e}");
+        return ExitCode::from(2);
+    }
+    let outcome = match cli.command {
+        None => serve(config).await,
+        Some(Command::Token { sub, ttl }) => print_token(&config, &sub, ttl),
+        Some(Command::Schema {
+            action: SchemaAction::Apply,
+        }) => resume_server::store::cassandra::apply_schema_from_config(&config)
+            .await
+            .map(|()| println!("schema applied"))
+            .map_err(|e| e.to_string()),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("resume-server: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: resume_server::config::Config) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    resume_server::run(config, listener, resume_server::shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn print_token(config: &resume_server::config::Config, sub: &str, ttl: u64) -> Result<(), String> {
+    if config.jwt_secret.is_none() {
+        return Err("RESUME_JWT_SECRET must be set to sign tokens".into());
+    }
+    let keys = AuthKeys::from_config(config).map_err(|e| e.to_string())?;
+    let user = UserId::parse(sub).map_err(|e| e.to_string())?;
+    let token = keys.sign(&user, ttl).ok_or("this key cannot sign tokens")?;
+    println!("{token}");
+    Ok(())
+}

@@ -125,7 +125,12 @@ impl PositionStore for EmbeddedStore {
         self.submit(Mutation::Put(write)).await
     }
 
-    async fn delete(&self, user_id: &str, movie_id: &str, written_at_micros: i64) -> Result<(), StoreError> {
+    async fn delete(
+        &self,
+        user_id: &str,
+        movie_id: &str,
+        written_at_micros: i64,
+    ) -> Result<(), StoreError> {
         self.submit(Mutation::Delete {
             user_id: user_id.to_owned(),
             movie_id: movie_id.to_owned(),
@@ -134,12 +139,18 @@ impl PositionStore for EmbeddedStore {
         .await
     }
 
-    async fn get(&self, user_id: &str, movie_id: &str) -> Result<Option<SavedPosition>, StoreError> {
+    async fn get(
+        &self,
+        user_id: &str,
+        movie_id: &str,
+    ) -> Result<Option<SavedPosition>, StoreError> {
         let (user_id, movie_id) = (user_id.to_owned(), movie_id.to_owned());
         self.read(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(POSITIONS).map_err(backend)?;
-            let found = table.get((user_id.as_str(), movie_id.as_str())).map_err(backend)?;
+            let found = table
+                .get((user_id.as_str(), movie_id.as_str()))
+                .map_err(backend)?;
             Ok(found.and_then(|cell| {
                 let (position_ms, updated_at_micros, deleted) = cell.value();
                 (!deleted).then(|| SavedPosition {
@@ -206,7 +217,9 @@ fn run_writer(db: &Database, mut queue: mpsc::Receiver<Job>, stats: &CommitStats
         let outcome = commit_batch(db, &batch);
         if outcome.is_ok() {
             stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            stats
+                .writes
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
         } else if let Err(e) = &outcome {
             tracing::error!(error = %e, writes = batch.len(), "embedded store commit failed");
         }
@@ -228,7 +241,11 @@ fn commit_batch(db: &Database, batch: &[Job]) -> Result<(), StoreError> {
         let mut table = txn.open_table(POSITIONS).map_err(backend)?;
         for job in batch {
             let (user_id, movie_id, incoming) = match &job.mutation {
-                Mutation::Put(w) => (&w.user_id, &w.movie_id, (w.position_ms, w.written_at_micros, false)),
+                Mutation::Put(w) => (
+                    &w.user_id,
+                    &w.movie_id,
+                    (w.position_ms, w.written_at_micros, false),
+                ),
                 Mutation::Delete {
                     user_id,
                     movie_id,

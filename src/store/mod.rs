@@ -78,7 +78,8 @@ pub trait PositionStore: Send + Sync + 'static {
 
     /// The winning position of one title for one user, if any (tombstoned titles
     /// count as none).
-    async fn get(&self, user_id: &str, movie_id: &str) -> Result<Option<SavedPosition>, StoreError>;
+    async fn get(&self, user_id: &str, movie_id: &str)
+    -> Result<Option<SavedPosition>, StoreError>;
 
     /// Every live position of one user, in no particular order.
     async fn list(&self, user_id: &str) -> Result<Vec<SavedPosition>, StoreError>;

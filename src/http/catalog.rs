@@ -1,0 +1,65 @@
+//! `GET /api/v1/catalog` (public) and the demo login `POST /api/v1/demo/token`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::UserId;
+use crate::catalog::Movie;
+use crate::error::{ApiError, ApiJson};
+use crate::state::AppState;
+
+/// Lifetime of demo tokens.
+const DEMO_TOKEN_TTL_SECONDS: u64 = 12 * 3600;
+
+/// The catalog route, and the demo login when it is enabled.
+pub fn router(demo_login: bool) -> Router<AppState> {
+    let router = Router::new().route("/api/v1/catalog", get(catalog));
+    if demo_login {
+        router.route("/api/v1/demo/token", post(demo_token))
+    } else {
+        router
+    }
+}
+
+#[derive(Serialize)]
+struct CatalogResponse<'a> {
+    movies: &'a [Movie],
+}
+
+async fn catalog(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+    axum::Json(
+        serde_json::to_value(CatalogResponse {
+            movies: state.catalog.movies(),
+        })
+        .unwrap_or_default(),
+    )
+}
+
+/// Body of the demo login.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoLogin {
+    /// Any user name; the demo trusts it.
+    user_id: String,
+}
+
+#[derive(Serialize)]
+struct TokenResponse {
+    token: String,
+}
+
+async fn demo_token(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<DemoLogin>,
+) -> Result<axum::Json<TokenResponse>, ApiError> {
+    let user = UserId::parse(body.user_id.trim()).map_err(|_| {
+        ApiError::BadRequest("user_id must be 1 to 128 bytes without control characters".into())
+    })?;
+    let token = state
+        .keys
+        .sign(&user, DEMO_TOKEN_TTL_SECONDS)
+        .ok_or_else(|| ApiError::Internal("demo login enabled without a signing key".into()))?;
+    Ok(axum::Json(TokenResponse { token }))
+}

@@ -1,0 +1,68 @@
+//! The HTTP surface: one router per route family, assembled by [`app`] with the
+//! layers every route shares (body limit, CORS, request tracing without query
+//! strings, the static demo).
+
+pub mod catalog;
+pub mod ops;
+pub mod progress;
+pub mod session;
+pub mod stream;
+
+use std::path::Path;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, Request, header};
+use axum::routing::any;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The whole application as a router, ready for `axum::serve` or `oneshot` tests.
+pub fn app(state: AppState, static_dir: &Path) -> Router {
+    let http = state.http.clone();
+    let api = Router::new()
+        .merge(stream::router())
+        .merge(progress::router())
+        .merge(session::router())
+        .merge(catalog::router(http.demo_login))
+        .route("/api/{*path}", any(api_not_found))
+        .layer(DefaultBodyLimit::max(http.max_body_bytes));
+    let mut router = Router::new()
+        .merge(api)
+        .merge(ops::router())
+        .fallback_service(ServeDir::new(static_dir).append_index_html_on_directories(true))
+        .with_state(state);
+    if let Some(cors) = cors_layer(&http.allowed_origins) {
+        router = router.layer(cors);
+    }
+    // The span carries the path only: query strings may hold access tokens.
+    router.layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+        tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+    }))
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::NotFound("no such API route".into())
+}
+
+/// CORS for the configured origins; none configured means same-origin only.
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+    )
+}

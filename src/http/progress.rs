@@ -1,0 +1,190 @@
+//! Per-user progress: the continue-watching list, one raw position, removing a
+//! title from the list, and marking it watched.
+//!
+//! Every answer merges this node's live, unflushed session positions with the
+//! store (read-your-writes), and applies the same completion threshold as the
+//! read path.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AuthenticatedUser;
+use crate::clock::{now_micros, rfc3339};
+use crate::error::{ApiError, ApiQuery};
+use crate::resume::seconds_from_ms;
+use crate::state::AppState;
+use crate::store::{PositionWrite, SavedPosition};
+
+/// Default number of continue-watching items.
+const DEFAULT_LIMIT: usize = 20;
+/// Largest `limit` accepted.
+pub const MAX_LIMIT: usize = 100;
+
+/// Routes of per-user progress.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/continue-watching", get(continue_watching))
+        .route(
+            "/api/v1/progress/{movie_id}",
+            get(get_progress).delete(delete_progress),
+        )
+        .route("/api/v1/progress/{movie_id}/watched", put(mark_watched))
+}
+
+/// Query of the continue-watching list.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// Items at most (1 to 100).
+    limit: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ContinueWatching {
+    items: Vec<ContinueItem>,
+}
+
+#[derive(Debug, Serialize)]
+struct ContinueItem {
+    movie_id: String,
+    title: String,
+    position_seconds: f64,
+    duration_seconds: f64,
+    progress: f64,
+    updated_at: String,
+}
+
+fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_LIMIT);
+    };
+    match raw.parse::<usize>() {
+        Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
+        _ => Err(ApiError::BadRequest(format!(
+            "limit must be an integer from 1 to {MAX_LIMIT}"
+        ))),
+    }
+}
+
+async fn continue_watching(
+    State(state): State<AppState>,
+    AuthenticatedUser(user): AuthenticatedUser,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<axum::Json<ContinueWatching>, ApiError> {
+    let limit = parse_limit(query.limit.as_deref())?;
+    let mut positions = state.store.list(user.as_str()).await?;
+    for (movie_id, live) in state.sessions.latest_by_movie(&user) {
+        match positions.iter_mut().find(|p| *p.movie_id == *movie_id) {
+            Some(stored) if stored.updated_at_micros >= live.received_at_micros => {}
+            Some(stored) => {
+                stored.position_ms = live.position_ms;
+                stored.updated_at_micros = live.received_at_micros;
+            }
+            None => positions.push(SavedPosition {
+                movie_id: movie_id.to_string(),
+                position_ms: live.position_ms,
+                updated_at_micros: live.received_at_micros,
+            }),
+        }
+    }
+    positions.sort_by(|a, b| {
+        b.updated_at_micros
+            .cmp(&a.updated_at_micros)
+            .then_with(|| a.movie_id.cmp(&b.movie_id))
+    });
+    let items = positions
+        .into_iter()
+        .filter_map(|saved| {
+            // Titles no longer in the catalog are skipped, not errors.
+            let movie = state.catalog.get(&saved.movie_id)?;
+            let duration_ms = movie.duration_ms();
+            let in_progress = saved.position_ms > 0
+                && saved.position_ms >= state.http.min_resume_ms
+                && !state
+                    .http
+                    .threshold
+                    .is_completed(saved.position_ms, duration_ms);
+            in_progress.then(|| ContinueItem {
+                movie_id: movie.movie_id.clone(),
+                title: movie.title.clone(),
+                position_seconds: seconds_from_ms(saved.position_ms),
+                duration_seconds: movie.duration_seconds,
+                progress: saved.position_ms as f64 / duration_ms as f64,
+                updated_at: rfc3339(saved.updated_at_micros),
+            })
+        })
+        .take(limit)
+        .collect();
+    Ok(axum::Json(ContinueWatching { items }))
+}
+
+#[derive(Debug, Serialize)]
+struct ProgressResponse {
+    movie_id: String,
+    position_seconds: f64,
+    updated_at: String,
+}
+
+async fn get_progress(
+    State(state): State<AppState>,
+    AuthenticatedUser(user): AuthenticatedUser,
+    Path(movie_id): Path<String>,
+) -> Result<axum::Json<ProgressResponse>, ApiError> {
+    state.movie(&movie_id)?;
+    let saved = state
+        .current_position(&user, &movie_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no position saved for {movie_id:?}")))?;
+    Ok(axum::Json(ProgressResponse {
+        movie_id,
+        position_seconds: seconds_from_ms(saved.position_ms),
+        updated_at: rfc3339(saved.updated_at_micros),
+    }))
+}
+
+async fn delete_progress(
+    State(state): State<AppState>,
+    AuthenticatedUser(user): AuthenticatedUser,
+    Path(movie_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let at = now_micros();
+    state.movie(&movie_id)?;
+    state.store.delete(user.as_str(), &movie_id, at).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn mark_watched(
+    State(state): State<AppState>,
+    AuthenticatedUser(user): AuthenticatedUser,
+    Path(movie_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let at = now_micros();
+    let movie = state.movie(&movie_id)?;
+    state
+        .store
+        .put(PositionWrite {
+            user_id: user.as_str().to_owned(),
+            movie_id: movie.movie_id.clone(),
+            position_ms: movie.duration_ms(),
+            written_at_micros: at,
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_limit;
+
+    #[test]
+    fn limits_are_bounded() {
+        assert_eq!(parse_limit(None).unwrap(), 20);
+        assert_eq!(parse_limit(Some("1")).unwrap(), 1);
+        assert_eq!(parse_limit(Some("100")).unwrap(), 100);
+        for bad in ["0", "101", "-1", "abc", "", "1.5"] {
+            assert!(parse_limit(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

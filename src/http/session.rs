@@ -1,0 +1,108 @@
+//! `GET /api/v1/stream/session`: the WebSocket upgrade of a playback session.
+//!
+//! Everything that can refuse a session is checked *before* the upgrade, so the
+//! client gets an ordinary HTTP status and JSON body: token (401), movie (404),
+//! browser origin (403), per-user cap (429), process cap (503). Then the socket
+//! is configured with explicit, small buffers and handed to the session actor,
+//! tracked so that shutdown can wait for its final write.
+
+use axum::Router;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::http::header::{HOST, ORIGIN};
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+
+use crate::auth::SessionUser;
+use crate::error::{ApiError, ApiQuery};
+use crate::session::{AdmissionError, SessionContext, run_session};
+use crate::state::{AppState, HttpSettings};
+
+/// Route of the session upgrade.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/stream/session", get(open_session))
+}
+
+/// Query of the upgrade (`access_token` is read by the auth extractor).
+#[derive(Debug, Deserialize)]
+pub struct SessionQuery {
+    /// The title being played.
+    movie_id: Option<String>,
+}
+
+async fn open_session(
+    State(state): State<AppState>,
+    SessionUser(user): SessionUser,
+    ApiQuery(query): ApiQuery<SessionQuery>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let movie_id = query
+        .movie_id
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("movie_id is required".into()))?;
+    let movie = state.movie(&movie_id)?.clone();
+    check_origin(&headers, &state.http)?;
+    let upgrade = upgrade.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let decision = state.resume_decision(&user, &movie).await?;
+    let ticket = state
+        .sessions
+        .admit(&user, &movie.movie_id)
+        .map_err(|e| match e {
+            AdmissionError::ServerFull => ApiError::Unavailable(e.to_string()),
+            AdmissionError::UserFull => ApiError::TooManyRequests(e.to_string()),
+        })?;
+    let context = SessionContext {
+        user,
+        duration_ms: movie.duration_ms(),
+        resume_position_ms: decision.position_ms,
+        settings: state.session_settings.clone(),
+        store: state.store.clone(),
+        metrics: state.metrics.clone(),
+        ticket,
+        shutdown: state.shutdown.clone(),
+    };
+    // Held from now until the session task ends, so shutdown waits for sessions
+    // that are upgraded but not started yet.
+    let tracked = state.session_tasks.token();
+    let http = &state.http;
+    Ok(upgrade
+        .read_buffer_size(http.ws_read_buffer_bytes)
+        .write_buffer_size(http.ws_write_buffer_bytes)
+        .max_write_buffer_size(http.max_frame_bytes.max(http.ws_write_buffer_bytes) * 16)
+        .max_frame_size(http.max_frame_bytes)
+        .max_message_size(http.max_frame_bytes)
+        .on_upgrade(move |socket| async move {
+            run_session(socket, context).await;
+            drop(tracked);
+        }))
+}
+
+/// Browsers send `Origin`; a cross-site page may only open sessions when its
+/// origin is allowed. Clients without `Origin` (players, tools) are not browsers
+/// and rely on the token alone.
+fn check_origin(headers: &HeaderMap, http: &HttpSettings) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return Ok(());
+    };
+    if http
+        .allowed_origins
+        .iter()
+        .any(|allowed| allowed == "*" || allowed == origin)
+    {
+        return Ok(());
+    }
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    if !host.is_empty() && origin_host.eq_ignore_ascii_case(host) {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "origin {origin} is not allowed"
+    )))
+}

@@ -1,0 +1,94 @@
+//! The seed's two paths: `GET /api/v1/stream` (where to start playing) and
+//! `POST /api/v1/stream/progress` (the plain HTTP write, for clients without
+//! WebSockets).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AuthenticatedUser;
+use crate::clock::now_micros;
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::resume::{position_ms_from_seconds, seconds_from_ms};
+use crate::state::AppState;
+use crate::store::PositionWrite;
+
+/// Routes of the read path and the HTTP write path.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/stream", get(stream))
+        .route("/api/v1/stream/progress", post(progress))
+}
+
+/// Query of the read path.
+#[derive(Debug, Deserialize)]
+pub struct StreamQuery {
+    /// The title to play.
+    movie_id: Option<String>,
+}
+
+/// Answer of the read path.
+#[derive(Debug, Serialize)]
+struct StreamResponse {
+    movie_id: String,
+    title: String,
+    stream_url: String,
+    duration_seconds: f64,
+    resume_position_seconds: f64,
+    completed: bool,
+}
+
+async fn stream(
+    State(state): State<AppState>,
+    AuthenticatedUser(user): AuthenticatedUser,
+    ApiQuery(query): ApiQuery<StreamQuery>,
+) -> Result<axum::Json<StreamResponse>, ApiError> {
+    let movie_id = query
+        .movie_id
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("movie_id is required".into()))?;
+    let movie = state.movie(&movie_id)?;
+    let decision = state.resume_decision(&user, movie).await?;
+    Ok(axum::Json(StreamResponse {
+        movie_id: movie.movie_id.clone(),
+        title: movie.title.clone(),
+        stream_url: movie.stream_url.clone(),
+        duration_seconds: movie.duration_seconds,
+        resume_position_seconds: seconds_from_ms(decision.position_ms),
+        completed: decision.completed,
+    }))
+}
+
+/// Body of the HTTP write path.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressBody {
+    /// The title.
+    movie_id: String,
+    /// Position in seconds; fractions allowed.
+    position_seconds: f64,
+}
+
+async fn progress(
+    State(state): State<AppState>,
+    AuthenticatedUser(user): AuthenticatedUser,
+    ApiJson(body): ApiJson<ProgressBody>,
+) -> Result<StatusCode, ApiError> {
+    let received_at = now_micros();
+    let movie = state.movie(&body.movie_id)?;
+    let position_ms = position_ms_from_seconds(body.position_seconds, movie.duration_ms())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    state
+        .store
+        .put(PositionWrite {
+            user_id: user.as_str().to_owned(),
+            movie_id: movie.movie_id.clone(),
+            position_ms,
+            written_at_micros: received_at,
+        })
+        .await?;
+    state.metrics.http_progress_writes.inc();
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,190 @@
+//! Prometheus metrics of the service, rendered by `GET /metrics`.
+//!
+//! One [`Metrics`] value is created at start and shared; the hot paths only bump
+//! atomics. This module owns names and help texts, not the decisions of when to
+//! count (those stay with the code that acts).
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Why a tick or message was refused.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum RejectReason {
+    /// Not JSON, or not an object.
+    InvalidJson,
+    /// `type` missing or not known.
+    UnknownType,
+    /// Position missing, not a number, negative or NaN.
+    InvalidPosition,
+    /// `state` is not playing/paused/ended.
+    InvalidState,
+    /// Binary frames are not part of the protocol.
+    Binary,
+    /// Over the session's tick rate.
+    RateLimited,
+}
+
+/// Why a session wrote its position.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum FlushReason {
+    /// The flush interval passed with a changed position.
+    Interval,
+    /// The socket closed (close frame, drop, error, idle timeout).
+    Close,
+    /// The server is shutting down.
+    Shutdown,
+    /// The player reported `ended`.
+    Ended,
+    /// A failed write is being retried.
+    Retry,
+}
+
+/// Outcome of a store write.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum WriteOutcome {
+    /// Durable.
+    Ok,
+    /// The store refused or timed out.
+    Failed,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectLabel {
+    reason: RejectReason,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FlushLabel {
+    reason: FlushReason,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: WriteOutcome,
+}
+
+/// Every metric of the service.
+pub struct Metrics {
+    /// The registry rendered by `/metrics`.
+    registry: Registry,
+    /// Sessions currently open (including those still flushing after a close).
+    pub live_sessions: Gauge,
+    /// Sessions opened since start.
+    pub sessions_opened: Counter,
+    /// Ticks accepted.
+    pub ticks_received: Counter,
+    /// Messages refused, by reason.
+    ticks_rejected: Family<RejectLabel, Counter>,
+    /// Store writes, by outcome.
+    store_writes: Family<OutcomeLabel, Counter>,
+    /// Store write latency in seconds.
+    pub write_latency: Histogram,
+    /// Session writes, by reason.
+    flushes: Family<FlushLabel, Counter>,
+    /// Writes through the HTTP progress route.
+    pub http_progress_writes: Counter,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("resume");
+        let live_sessions = Gauge::default();
+        let sessions_opened = Counter::default();
+        let ticks_received = Counter::default();
+        let ticks_rejected = Family::default();
+        let store_writes = Family::default();
+        let write_latency = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
+        let flushes = Family::default();
+        let http_progress_writes = Counter::default();
+        registry.register(
+            "live_sessions",
+            "WebSocket sessions open now",
+            live_sessions.clone(),
+        );
+        registry.register(
+            "sessions_opened",
+            "WebSocket sessions opened",
+            sessions_opened.clone(),
+        );
+        registry.register(
+            "ticks_received",
+            "Position ticks accepted",
+            ticks_received.clone(),
+        );
+        registry.register(
+            "ticks_rejected",
+            "Session messages refused, by reason",
+            ticks_rejected.clone(),
+        );
+        registry.register(
+            "store_writes",
+            "Position store writes, by outcome",
+            store_writes.clone(),
+        );
+        registry.register(
+            "store_write_seconds",
+            "Position store write latency",
+            write_latency.clone(),
+        );
+        registry.register(
+            "session_flushes",
+            "Session position writes, by reason",
+            flushes.clone(),
+        );
+        registry.register(
+            "http_progress_writes",
+            "Positions written through POST /api/v1/stream/progress",
+            http_progress_writes.clone(),
+        );
+        Self {
+            registry,
+            live_sessions,
+            sessions_opened,
+            ticks_received,
+            ticks_rejected,
+            store_writes,
+            write_latency,
+            flushes,
+            http_progress_writes,
+        }
+    }
+
+    /// Counts a refused message.
+    pub fn rejected(&self, reason: RejectReason) {
+        self.ticks_rejected
+            .get_or_create(&RejectLabel { reason })
+            .inc();
+    }
+
+    /// Counts a session write attempt.
+    pub fn flushed(&self, reason: FlushReason) {
+        self.flushes.get_or_create(&FlushLabel { reason }).inc();
+    }
+
+    /// Counts a store write and its latency.
+    pub fn store_write(&self, outcome: WriteOutcome, seconds: f64) {
+        self.store_writes
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+        self.write_latency.observe(seconds);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

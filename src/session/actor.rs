@@ -1,0 +1,487 @@
+//! The session actor: one task per playback session that owns the socket and the
+//! session's position, and decides when to write it.
+//!
+//! The task keeps the latest position and the time the server received it (the
+//! write timestamp), and writes to the store:
+//! * every flush interval, if the position changed since the last write (a paused
+//!   player costs nothing);
+//! * at once when the player reports `ended`;
+//! * when the socket ends (close frame, TCP drop, read error, idle timeout) and
+//!   when the server shuts down.
+//!
+//! At most one write is in flight; a failed write is retried with backoff, always
+//! with the latest position and its own receive timestamp, so memory per session
+//! is constant whatever the store does. The socket is generic so that tests can
+//! drive the actor over an in-memory channel with paused time.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+
+use super::flood::{FloodGuard, FloodVerdict};
+use super::protocol::{
+    ClientMessage, PlaybackState, ProtocolError, ServerMessage, error_code, parse_client_message,
+};
+use super::registry::{LivePosition, SessionTicket};
+use crate::auth::UserId;
+use crate::clock::now_micros;
+use crate::metrics::{FlushReason, Metrics, RejectReason, WriteOutcome};
+use crate::resume::seconds_from_ms;
+use crate::store::{PositionWrite, SharedStore, StoreError};
+
+/// Close code: the server is going away (shutdown).
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code: policy violation (sustained flood).
+pub const CLOSE_POLICY: u16 = 1008;
+/// Close code: a frame or message over the size limit.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+
+/// First retry delay after a failed write.
+const RETRY_MIN: Duration = Duration::from_millis(250);
+/// Longest retry delay.
+const RETRY_MAX: Duration = Duration::from_secs(8);
+
+/// Timing and limits of every session, from the config.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Write the position this often when it changed.
+    pub flush_interval: Duration,
+    /// Send a ping this often.
+    pub ping_interval: Duration,
+    /// End the session after this long without any frame from the client.
+    pub idle_timeout: Duration,
+    /// Allowed messages per second.
+    pub tick_rate: f64,
+    /// Give up on a client that does not take a message for this long.
+    pub send_timeout: Duration,
+}
+
+/// Everything one session needs, handed over by the upgrade handler.
+pub struct SessionContext {
+    /// The verified user.
+    pub user: UserId,
+    /// The title's duration, for clamping.
+    pub duration_ms: u64,
+    /// Sent in the hello message.
+    pub resume_position_ms: u64,
+    /// Shared settings.
+    pub settings: Arc<SessionSettings>,
+    /// Where positions go.
+    pub store: SharedStore,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The registry entry, released when the task ends (after the final write).
+    pub ticket: SessionTicket,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+}
+
+/// Why the socket part of a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SocketEnd {
+    /// The client closed or dropped the connection, or a read failed.
+    ClientGone,
+    /// No frame within the idle timeout.
+    Idle,
+    /// A frame over the size limit.
+    TooBig,
+    /// A sustained flood.
+    Flood,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+type WriteFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+
+/// The position bookkeeping of a session: what was received, what is being
+/// written, what is durable.
+#[derive(Debug, Default)]
+struct PositionBook {
+    /// Latest position received.
+    latest: Option<LivePosition>,
+    /// The write in flight, if any.
+    in_flight: Option<LivePosition>,
+    /// Timestamp of the newest durable write.
+    durable_at: Option<i64>,
+}
+
+impl PositionBook {
+    /// Records a tick; returns false when the position did not move (no write needed).
+    fn record(&mut self, position_ms: u64) -> Option<LivePosition> {
+        if self.latest.is_some_and(|l| l.position_ms == position_ms) {
+            return None;
+        }
+        let after = self.latest.map_or(i64::MIN, |l| l.received_at_micros);
+        let position = LivePosition {
+            position_ms,
+            // Strictly increasing within a session, even if the wall clock steps back.
+            received_at_micros: now_micros().max(after.saturating_add(1)),
+        };
+        self.latest = Some(position);
+        Some(position)
+    }
+
+    /// The position to write now, if one is newer than what is durable and none is in flight.
+    fn due(&self) -> Option<LivePosition> {
+        let latest = self.latest?;
+        let newer = self
+            .durable_at
+            .is_none_or(|at| latest.received_at_micros > at);
+        (newer && self.in_flight.is_none()).then_some(latest)
+    }
+
+    fn is_dirty(&self) -> bool {
+        self.latest
+            .is_some_and(|l| self.durable_at.is_none_or(|at| l.received_at_micros > at))
+    }
+}
+
+/// The actor's state besides the socket.
+struct SessionActor {
+    ctx: SessionContext,
+    book: PositionBook,
+    flood: FloodGuard,
+    /// The write in flight.
+    pending: Option<WriteFuture>,
+    /// When to write next (armed when the position changes, or for a retry).
+    flush_at: Option<Instant>,
+    /// Why the next write happens.
+    flush_reason: FlushReason,
+    /// Current retry delay.
+    backoff: Duration,
+    /// Next ping.
+    ping_at: Instant,
+    /// End of the idle timeout.
+    idle_at: Instant,
+}
+
+/// Runs a session to its end: hello, ticks, writes, close, final write.
+pub async fn run_session<S>(mut socket: S, ctx: SessionContext)
+where
+    S: Stream<Item = Result<Message, axum::Error>>
+        + Sink<Message, Error = axum::Error>
+        + Unpin
+        + Send,
+{
+    let now = Instant::now();
+    let settings = Arc::clone(&ctx.settings);
+    ctx.metrics.live_sessions.inc();
+    ctx.metrics.sessions_opened.inc();
+    let mut actor = SessionActor {
+        flood: FloodGuard::new(settings.tick_rate, now),
+        book: PositionBook::default(),
+        pending: None,
+        flush_at: None,
+        flush_reason: FlushReason::Interval,
+        backoff: RETRY_MIN,
+        ping_at: now + settings.ping_interval,
+        idle_at: now + settings.idle_timeout,
+        ctx,
+    };
+    let hello = ServerMessage::Hello {
+        session_id: actor.ctx.ticket.session().session_id,
+        movie_id: &actor.ctx.ticket.session().movie_id,
+        resume_position_seconds: seconds_from_ms(actor.ctx.resume_position_ms),
+        flush_interval_ms: settings.flush_interval.as_millis() as u64,
+    }
+    .to_json();
+    let end = if send(
+        &mut socket,
+        Message::Text(hello.into()),
+        settings.send_timeout,
+    )
+    .await
+    {
+        actor.serve(&mut socket).await
+    } else {
+        SocketEnd::ClientGone
+    };
+    let close_code = match end {
+        SocketEnd::ClientGone => None,
+        SocketEnd::Idle => Some((CLOSE_GOING_AWAY, "idle timeout")),
+        SocketEnd::TooBig => Some((CLOSE_TOO_BIG, "frame too large")),
+        SocketEnd::Flood => Some((CLOSE_POLICY, "too many messages")),
+        SocketEnd::Shutdown => Some((CLOSE_GOING_AWAY, "server shutting down")),
+    };
+    if let Some((code, reason)) = close_code {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        send(
+            &mut socket,
+            Message::Close(Some(frame)),
+            settings.send_timeout,
+        )
+        .await;
+    }
+    drop(socket);
+    let reason = if end == SocketEnd::Shutdown {
+        FlushReason::Shutdown
+    } else {
+        FlushReason::Close
+    };
+    actor.write_final(reason).await;
+    actor.ctx.metrics.live_sessions.dec();
+}
+
+impl SessionActor {
+    /// The socket loop; returns why it ended.
+    async fn serve<S>(&mut self, socket: &mut S) -> SocketEnd
+    where
+        S: Stream<Item = Result<Message, axum::Error>>
+            + Sink<Message, Error = axum::Error>
+            + Unpin
+            + Send,
+    {
+        let send_timeout = self.ctx.settings.send_timeout;
+        let shutdown = self.ctx.shutdown.clone();
+        let timer = sleep_until(self.next_deadline());
+        tokio::pin!(timer);
+        loop {
+            let deadline = self.next_deadline();
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return SocketEnd::Shutdown,
+                outcome = wait_for(&mut self.pending) => {
+                    self.pending = None;
+                    if let Some(saved) = self.write_finished(outcome) {
+                        let ack = ServerMessage::Saved { position_seconds: seconds_from_ms(saved) }.to_json();
+                        if !send(socket, Message::Text(ack.into()), send_timeout).await {
+                            return SocketEnd::ClientGone;
+                        }
+                    }
+                }
+                frame = socket.next() => {
+                    let Some(frame) = frame else { return SocketEnd::ClientGone };
+                    let message = match frame {
+                        Ok(message) => message,
+                        Err(e) if is_too_big(&e) => return SocketEnd::TooBig,
+                        Err(_) => return SocketEnd::ClientGone,
+                    };
+                    self.idle_at = Instant::now() + self.ctx.settings.idle_timeout;
+                    if let Some(end) = self.on_message(socket, message).await {
+                        return end;
+                    }
+                }
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if now >= self.idle_at {
+                        return SocketEnd::Idle;
+                    }
+                    if now >= self.ping_at {
+                        self.ping_at = now + self.ctx.settings.ping_interval;
+                        if !send(socket, Message::Ping(Default::default()), send_timeout).await {
+                            return SocketEnd::ClientGone;
+                        }
+                    }
+                    if self.flush_at.is_some_and(|at| now >= at) {
+                        self.start_write();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The earliest moment the actor must wake up without input.
+    fn next_deadline(&self) -> Instant {
+        let mut deadline = self.ping_at.min(self.idle_at);
+        if let Some(at) = self.flush_at
+            && self.pending.is_none()
+        {
+            deadline = deadline.min(at);
+        }
+        deadline
+    }
+
+    /// Handles one frame; returns `Some` when the session must end.
+    async fn on_message<S>(&mut self, socket: &mut S, message: Message) -> Option<SocketEnd>
+    where
+        S: Sink<Message, Error = axum::Error> + Unpin,
+    {
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                let error = reject(
+                    &self.ctx.metrics,
+                    RejectReason::Binary,
+                    "binary frames are not supported".into(),
+                );
+                return (!send(socket, error, self.ctx.settings.send_timeout).await)
+                    .then_some(SocketEnd::ClientGone);
+            }
+            Message::Close(_) => return Some(SocketEnd::ClientGone),
+            Message::Ping(_) | Message::Pong(_) => return None,
+        };
+        let reply = match self.flood.check(Instant::now()) {
+            FloodVerdict::Close => {
+                self.ctx.metrics.rejected(RejectReason::RateLimited);
+                return Some(SocketEnd::Flood);
+            }
+            FloodVerdict::Drop => Some(reject(
+                &self.ctx.metrics,
+                RejectReason::RateLimited,
+                "too many messages; this one was dropped".into(),
+            )),
+            FloodVerdict::Allow => match parse_client_message(&text, self.ctx.duration_ms) {
+                Ok(ClientMessage::Tick { position_ms, state }) => {
+                    self.on_tick(position_ms, state);
+                    None
+                }
+                Err(e) => Some(protocol_error(&self.ctx.metrics, e)),
+            },
+        };
+        let reply = reply?;
+        (!send(socket, reply, self.ctx.settings.send_timeout).await)
+            .then_some(SocketEnd::ClientGone)
+    }
+
+    fn on_tick(&mut self, position_ms: u64, state: Option<PlaybackState>) {
+        self.ctx.metrics.ticks_received.inc();
+        if let Some(position) = self.book.record(position_ms) {
+            self.ctx.ticket.session().set_latest(position);
+            if self.flush_at.is_none() {
+                self.flush_at = Some(Instant::now() + self.ctx.settings.flush_interval);
+                self.flush_reason = FlushReason::Interval;
+            }
+        }
+        if state == Some(PlaybackState::Ended) && self.book.is_dirty() {
+            self.flush_at = Some(Instant::now());
+            self.flush_reason = FlushReason::Ended;
+        }
+    }
+
+    /// Starts writing the latest position if one is due and none is in flight.
+    fn start_write(&mut self) {
+        let Some(position) = self.book.due() else {
+            if !self.book.is_dirty() {
+                self.flush_at = None;
+            }
+            return;
+        };
+        self.flush_at = None;
+        self.book.in_flight = Some(position);
+        self.ctx.metrics.flushed(self.flush_reason);
+        self.pending = Some(self.write_future(position));
+    }
+
+    fn write_future(&self, position: LivePosition) -> WriteFuture {
+        let store = Arc::clone(&self.ctx.store);
+        let metrics = Arc::clone(&self.ctx.metrics);
+        let write = PositionWrite {
+            user_id: self.ctx.user.as_str().to_owned(),
+            movie_id: self.ctx.ticket.session().movie_id.to_string(),
+            position_ms: position.position_ms,
+            written_at_micros: position.received_at_micros,
+        };
+        Box::pin(async move {
+            let started = Instant::now();
+            let outcome = store.put(write).await;
+            let label = if outcome.is_ok() {
+                WriteOutcome::Ok
+            } else {
+                WriteOutcome::Failed
+            };
+            metrics.store_write(label, started.elapsed().as_secs_f64());
+            outcome
+        })
+    }
+
+    /// Books the outcome of the write in flight; returns the position saved, if it was.
+    fn write_finished(&mut self, outcome: Result<(), StoreError>) -> Option<u64> {
+        let written = self.book.in_flight.take()?;
+        match outcome {
+            Ok(()) => {
+                self.backoff = RETRY_MIN;
+                self.book.durable_at = Some(written.received_at_micros);
+                if self.book.is_dirty() && self.flush_at.is_none() {
+                    self.flush_at = Some(Instant::now() + self.ctx.settings.flush_interval);
+                    self.flush_reason = FlushReason::Interval;
+                }
+                Some(written.position_ms)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, retry_in_ms = self.backoff.as_millis() as u64, "session write failed");
+                self.flush_at = Some(Instant::now() + self.backoff);
+                self.flush_reason = FlushReason::Retry;
+                self.backoff = (self.backoff * 2).min(RETRY_MAX);
+                None
+            }
+        }
+    }
+
+    /// After the socket is gone: finish the write in flight and write the latest
+    /// position, retrying until it is durable. The server's shutdown deadline
+    /// bounds this on exit.
+    async fn write_final(&mut self, reason: FlushReason) {
+        self.flush_reason = reason;
+        loop {
+            if let Some(mut pending) = self.pending.take() {
+                let outcome = (&mut pending).await;
+                self.write_finished(outcome);
+            }
+            if !self.book.is_dirty() {
+                return;
+            }
+            if let Some(at) = self
+                .flush_at
+                .filter(|_| self.flush_reason == FlushReason::Retry)
+            {
+                tokio::time::sleep_until(at).await;
+            } else {
+                self.flush_reason = reason;
+            }
+            self.start_write();
+        }
+    }
+}
+
+/// Waits for the write in flight; never resolves when there is none.
+async fn wait_for(pending: &mut Option<WriteFuture>) -> Result<(), StoreError> {
+    match pending {
+        Some(write) => write.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends a message within the send timeout; false when the client is gone or stuck.
+async fn send<S>(socket: &mut S, message: Message, limit: Duration) -> bool
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    matches!(timeout(limit, socket.send(message)).await, Ok(Ok(())))
+}
+
+fn reject(metrics: &Metrics, reason: RejectReason, message: String) -> Message {
+    metrics.rejected(reason);
+    Message::Text(
+        ServerMessage::Error {
+            code: error_code(reason),
+            message,
+        }
+        .to_json()
+        .into(),
+    )
+}
+
+fn protocol_error(metrics: &Metrics, error: ProtocolError) -> Message {
+    reject(metrics, error.reason(), error.to_string())
+}
+
+/// Whether a read error is a frame or message over the size limit.
+fn is_too_big(error: &axum::Error) -> bool {
+    let source = std::error::Error::source(error);
+    matches!(
+        source.and_then(|e| e.downcast_ref::<tokio_tungstenite::tungstenite::Error>()),
+        Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
+    )
+}

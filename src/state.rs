@@ -1,0 +1,149 @@
+//! The shared state every handler receives, and its construction from the config.
+//!
+//! Handlers take only the parts they need through axum's `FromRef`; nothing here
+//! is global.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{AuthKeys, UserId};
+use crate::catalog::{Catalog, Movie};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::resume::{CompletionThreshold, ResumeDecision, resume_position};
+use crate::session::{SessionRegistry, SessionSettings};
+use crate::store::{SavedPosition, SharedStore};
+
+/// Settings the HTTP layer reads per request.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Completion threshold of the read paths.
+    pub threshold: CompletionThreshold,
+    /// Continue-watching leaves out titles watched less than this (ms).
+    pub min_resume_ms: u64,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Largest WebSocket frame/message.
+    pub max_frame_bytes: usize,
+    /// WebSocket read buffer per session.
+    pub ws_read_buffer_bytes: usize,
+    /// WebSocket write buffer per session.
+    pub ws_write_buffer_bytes: usize,
+    /// Origins allowed for browser calls and session upgrades; empty = same origin only.
+    pub allowed_origins: Arc<[String]>,
+    /// Whether `POST /api/v1/demo/token` exists.
+    pub demo_login: bool,
+}
+
+/// Everything handlers share.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    /// Token verification.
+    pub keys: AuthKeys,
+    /// Titles.
+    pub catalog: Catalog,
+    /// Positions.
+    pub store: SharedStore,
+    /// Live sessions on this node.
+    pub sessions: Arc<SessionRegistry>,
+    /// Session timing and limits.
+    pub session_settings: Arc<SessionSettings>,
+    /// Per-request settings.
+    pub http: Arc<HttpSettings>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the server shuts down; sessions watch it.
+    pub shutdown: CancellationToken,
+    /// Tracks session tasks, which axum's graceful shutdown does not wait for.
+    pub session_tasks: TaskTracker,
+}
+
+impl AppState {
+    /// Builds the state around an already-opened store.
+    pub fn new(config: &Config, keys: AuthKeys, catalog: Catalog, store: SharedStore) -> Self {
+        let session_settings = SessionSettings {
+            flush_interval: config.flush_interval(),
+            ping_interval: Duration::from_millis(config.ping_interval_ms),
+            idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+            tick_rate: config.tick_rate,
+            send_timeout: Duration::from_secs(10),
+        };
+        let http = HttpSettings {
+            threshold: CompletionThreshold::from_fraction(config.completion_threshold),
+            min_resume_ms: (config.min_resume_seconds * 1000.0).round() as u64,
+            max_body_bytes: config.max_body_bytes,
+            max_frame_bytes: config.max_frame_bytes,
+            ws_read_buffer_bytes: config.ws_read_buffer_bytes,
+            ws_write_buffer_bytes: config.ws_write_buffer_bytes,
+            allowed_origins: config
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            demo_login: keys.is_demo_mode() || (config.demo_login && keys.can_sign()),
+        };
+        Self {
+            keys,
+            catalog,
+            store,
+            sessions: SessionRegistry::new(config.max_sessions, config.max_sessions_per_user),
+            session_settings: Arc::new(session_settings),
+            http: Arc::new(http),
+            metrics: Arc::new(Metrics::new()),
+            shutdown: CancellationToken::new(),
+            session_tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Looks a title up or answers 404.
+    pub fn movie(&self, movie_id: &str) -> Result<&Movie, ApiError> {
+        self.catalog
+            .get(movie_id)
+            .ok_or_else(|| ApiError::NotFound(format!("unknown movie_id {movie_id:?}")))
+    }
+
+    /// The user's position on a title: the newer of the stored one and a live
+    /// session's unflushed one on this node (read-your-writes).
+    pub async fn current_position(
+        &self,
+        user: &UserId,
+        movie_id: &str,
+    ) -> Result<Option<SavedPosition>, ApiError> {
+        let stored = self.store.get(user.as_str(), movie_id).await?;
+        let live = self.sessions.latest(user, movie_id);
+        Ok(match (stored, live) {
+            (stored, Some(live))
+                if stored
+                    .as_ref()
+                    .is_none_or(|s| s.updated_at_micros < live.received_at_micros) =>
+            {
+                Some(SavedPosition {
+                    movie_id: movie_id.to_owned(),
+                    position_ms: live.position_ms,
+                    updated_at_micros: live.received_at_micros,
+                })
+            }
+            (stored, _) => stored,
+        })
+    }
+
+    /// Where playback of `movie` starts for `user`.
+    pub async fn resume_decision(
+        &self,
+        user: &UserId,
+        movie: &Movie,
+    ) -> Result<ResumeDecision, ApiError> {
+        let saved = self.current_position(user, &movie.movie_id).await?;
+        Ok(resume_position(
+            saved.map(|s| s.position_ms),
+            movie.duration_ms(),
+            self.http.threshold,
+        ))
+    }
+}
