@@ -64,7 +64,9 @@ pub struct EmbeddedStore {
     /// Shared with the writer thread; reads open their own transactions on it.
     db: Arc<Database>,
     /// The writer's queue; closing it stops the writer.
-    jobs: mpsc::Sender<Job>,
+    jobs: Option<mpsc::Sender<Job>>,
+    /// Joined on drop, so the file is released when the store is gone.
+    writer: Option<std::thread::JoinHandle<()>>,
     /// Group-commit counters.
     stats: Arc<CommitStats>,
 }
@@ -86,11 +88,16 @@ impl EmbeddedStore {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let writer_db = Arc::clone(&db);
         let writer_stats = Arc::clone(&stats);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("embedded-store-writer".into())
             .spawn(move || run_writer(&writer_db, queue, &writer_stats))
             .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
-        Ok(Self { db, jobs, stats })
+        Ok(Self {
+            db,
+            jobs: Some(jobs),
+            writer: Some(writer),
+            stats,
+        })
     }
 
     /// Group-commit counters.
@@ -100,8 +107,8 @@ impl EmbeddedStore {
 
     async fn submit(&self, mutation: Mutation) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
-        self.jobs
-            .send(Job { mutation, done })
+        let jobs = self.jobs.as_ref().ok_or(StoreError::Closed)?;
+        jobs.send(Job { mutation, done })
             .await
             .map_err(|_| StoreError::Closed)?;
         committed.await.map_err(|_| StoreError::Closed)?
@@ -190,7 +197,7 @@ impl PositionStore for EmbeddedStore {
     }
 
     async fn check_health(&self) -> Result<(), StoreError> {
-        if self.jobs.is_closed() {
+        if self.jobs.as_ref().is_none_or(|jobs| jobs.is_closed()) {
             return Err(StoreError::Unavailable("writer thread has stopped".into()));
         }
         self.read(|db| {
@@ -199,6 +206,16 @@ impl PositionStore for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer commit what it holds and stop.
+        self.jobs.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 }
 

@@ -1,4 +1,6 @@
 //! Integration tests: one binary, real servers on port 0.
 
-mod store_suite;
+mod http_api;
 mod store_embedded;
+mod store_suite;
+mod support;

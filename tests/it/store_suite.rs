@@ -33,37 +33,90 @@ pub async fn missing_position_is_none(store: SharedStore) {
 }
 
 pub async fn put_then_get_returns_it(store: SharedStore) {
-    store.put(write("alice", "inception", 2_843_000, T0)).await.unwrap();
-    let saved = store.get("alice", "inception").await.unwrap().expect("saved");
+    store
+        .put(write("alice", "inception", 2_843_000, T0))
+        .await
+        .unwrap();
+    let saved = store
+        .get("alice", "inception")
+        .await
+        .unwrap()
+        .expect("saved");
     assert_eq!(saved.movie_id, "inception");
     assert_eq!(saved.position_ms, 2_843_000);
     assert_eq!(saved.updated_at_micros, T0);
 }
 
 pub async fn newer_write_replaces_older(store: SharedStore) {
-    store.put(write("alice", "inception", 1_000, T0)).await.unwrap();
-    store.put(write("alice", "inception", 2_000, T0 + 1)).await.unwrap();
+    store
+        .put(write("alice", "inception", 1_000, T0))
+        .await
+        .unwrap();
+    store
+        .put(write("alice", "inception", 2_000, T0 + 1))
+        .await
+        .unwrap();
     let saved = store.get("alice", "inception").await.unwrap().unwrap();
-    assert_eq!((saved.position_ms, saved.updated_at_micros), (2_000, T0 + 1));
+    assert_eq!(
+        (saved.position_ms, saved.updated_at_micros),
+        (2_000, T0 + 1)
+    );
 }
 
 pub async fn older_write_never_overwrites_newer(store: SharedStore) {
-    store.put(write("alice", "inception", 5_000, T0 + 10)).await.unwrap();
-    store.put(write("alice", "inception", 9_000, T0 + 5)).await.unwrap();
+    store
+        .put(write("alice", "inception", 5_000, T0 + 10))
+        .await
+        .unwrap();
+    store
+        .put(write("alice", "inception", 9_000, T0 + 5))
+        .await
+        .unwrap();
     let saved = store.get("alice", "inception").await.unwrap().unwrap();
-    assert_eq!((saved.position_ms, saved.updated_at_micros), (5_000, T0 + 10));
+    assert_eq!(
+        (saved.position_ms, saved.updated_at_micros),
+        (5_000, T0 + 10)
+    );
 }
 
 pub async fn users_never_see_each_other(store: SharedStore) {
-    store.put(write("alice", "inception", 1_000, T0)).await.unwrap();
-    store.put(write("bob", "inception", 2_000, T0)).await.unwrap();
+    store
+        .put(write("alice", "inception", 1_000, T0))
+        .await
+        .unwrap();
+    store
+        .put(write("bob", "inception", 2_000, T0))
+        .await
+        .unwrap();
     store.put(write("bob", "clock", 3_000, T0)).await.unwrap();
-    assert_eq!(store.get("alice", "inception").await.unwrap().unwrap().position_ms, 1_000);
-    assert_eq!(store.get("bob", "inception").await.unwrap().unwrap().position_ms, 2_000);
+    assert_eq!(
+        store
+            .get("alice", "inception")
+            .await
+            .unwrap()
+            .unwrap()
+            .position_ms,
+        1_000
+    );
+    assert_eq!(
+        store
+            .get("bob", "inception")
+            .await
+            .unwrap()
+            .unwrap()
+            .position_ms,
+        2_000
+    );
     assert_eq!(store.get("alice", "clock").await.unwrap(), None);
     let alice = store.list("alice").await.unwrap();
     assert_eq!(alice.len(), 1);
-    let mut bob: Vec<_> = store.list("bob").await.unwrap().into_iter().map(|p| p.movie_id).collect();
+    let mut bob: Vec<_> = store
+        .list("bob")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.movie_id)
+        .collect();
     bob.sort();
     assert_eq!(bob, ["clock", "inception"]);
     // A user id that is a prefix of another stays its own partition.
@@ -71,21 +124,36 @@ pub async fn users_never_see_each_other(store: SharedStore) {
 }
 
 pub async fn delete_hides_older_writes(store: SharedStore) {
-    store.put(write("alice", "inception", 1_000, T0)).await.unwrap();
+    store
+        .put(write("alice", "inception", 1_000, T0))
+        .await
+        .unwrap();
     store.delete("alice", "inception", T0 + 10).await.unwrap();
     assert_eq!(store.get("alice", "inception").await.unwrap(), None);
     assert!(store.list("alice").await.unwrap().is_empty());
     // A late write stamped before the delete stays deleted.
-    store.put(write("alice", "inception", 2_000, T0 + 5)).await.unwrap();
+    store
+        .put(write("alice", "inception", 2_000, T0 + 5))
+        .await
+        .unwrap();
     assert_eq!(store.get("alice", "inception").await.unwrap(), None);
 }
 
 pub async fn newer_write_after_delete_comes_back(store: SharedStore) {
-    store.put(write("alice", "inception", 1_000, T0)).await.unwrap();
+    store
+        .put(write("alice", "inception", 1_000, T0))
+        .await
+        .unwrap();
     store.delete("alice", "inception", T0 + 10).await.unwrap();
-    store.put(write("alice", "inception", 3_000, T0 + 20)).await.unwrap();
+    store
+        .put(write("alice", "inception", 3_000, T0 + 20))
+        .await
+        .unwrap();
     let saved = store.get("alice", "inception").await.unwrap().unwrap();
-    assert_eq!((saved.position_ms, saved.updated_at_micros), (3_000, T0 + 20));
+    assert_eq!(
+        (saved.position_ms, saved.updated_at_micros),
+        (3_000, T0 + 20)
+    );
     assert_eq!(store.list("alice").await.unwrap().len(), 1);
 }
 
@@ -101,7 +169,9 @@ pub async fn concurrent_writes_all_land(store: SharedStore) {
         tasks.push(tokio::spawn(async move {
             let user = format!("user-{}", i % 20);
             let movie = format!("movie-{}", i / 20);
-            store.put(write(&user, &movie, i * 1_000, T0 + i as i64)).await
+            store
+                .put(write(&user, &movie, i * 1_000, T0 + i as i64))
+                .await
         }));
     }
     for task in tasks {
@@ -120,7 +190,10 @@ pub async fn unusual_ids_round_trip(store: SharedStore) {
     let user = "ü:ser/with spaces\u{1F600}";
     let movie = "m\"o'v;ie--";
     store.put(write(user, movie, 42, T0)).await.unwrap();
-    assert_eq!(store.get(user, movie).await.unwrap().unwrap().position_ms, 42);
+    assert_eq!(
+        store.get(user, movie).await.unwrap().unwrap().position_ms,
+        42
+    );
     assert_eq!(store.list(user).await.unwrap()[0].movie_id, movie);
 }
 

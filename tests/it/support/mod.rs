@@ -1,0 +1,346 @@
+//! Shared helpers: a real server on port 0 (in-process or as the real binary),
+//! tokens, an HTTP client, WebSocket sessions, and waiting with deadlines.
+
+#![allow(dead_code)]
+
+pub mod binary;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use resume_server::config::Config;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The HS256 secret every test server uses.
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// How long any wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A server running in this process on 127.0.0.1:0.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its data dir (kept alive by `_data` or owned by the caller).
+    pub data_dir: PathBuf,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    /// Stops the server.
+    stop: Option<oneshot::Sender<()>>,
+    /// The server task.
+    task: Option<JoinHandle<Result<(), resume_server::RunError>>>,
+    /// Owns the temp dir when the test did not give one.
+    _data: Option<tempfile::TempDir>,
+}
+
+/// Default test config: secret set, loopback, fast flushes.
+pub fn test_config(data_dir: &Path, extra: &[&str]) -> Config {
+    let data_dir = data_dir.to_str().expect("utf-8 path");
+    let mut args = vec![
+        "resume-server",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir,
+        "--jwt-secret",
+        SECRET,
+        "--flush-interval-ms",
+        "200",
+    ];
+    args.extend_from_slice(extra);
+    Config::from_env_and_args(args).expect("test config parses")
+}
+
+impl TestServer {
+    /// A server on a fresh temp dir with extra flags.
+    pub async fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Self::start_in(dir.path(), extra).await;
+        server._data = Some(dir);
+        server
+    }
+
+    /// A server on `data_dir` with extra flags.
+    pub async fn start_in(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with(test_config(data_dir, extra)).await
+    }
+
+    /// A server with a complete config (its `listen` is ignored: port 0 on loopback).
+    pub async fn start_with(config: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let data_dir = config.data_dir.clone();
+        let task = tokio::spawn(resume_server::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let server = Self {
+            addr,
+            data_dir,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            _data: None,
+        };
+        wait_until("server answers /healthz", || async {
+            matches!(server.http.get(server.url("/healthz")).send().await, Ok(r) if r.status() == 200)
+        })
+        .await;
+        server
+    }
+
+    /// Graceful shutdown; returns once `run` has returned (every session written).
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+        self._data.take()
+    }
+
+    /// `http://addr/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// GET with a user's token.
+    pub async fn get(&self, user: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token(user))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The read path's answer for `user` and `movie`.
+    pub async fn stream(&self, user: &str, movie: &str) -> Value {
+        let response = self
+            .get(user, &format!("/api/v1/stream?movie_id={movie}"))
+            .await;
+        assert_eq!(
+            response.status(),
+            200,
+            "GET /api/v1/stream for {user}/{movie}"
+        );
+        response.json().await.expect("json")
+    }
+
+    /// POSTs progress for `user`; returns the status.
+    pub async fn post_progress(&self, user: &str, body: Value) -> reqwest::StatusCode {
+        self.http
+            .post(self.url("/api/v1/stream/progress"))
+            .bearer_auth(token(user))
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+            .status()
+    }
+
+    /// One counter or gauge value from /metrics (sum over label sets matching `labels`).
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metric_value(&text, name, labels)
+    }
+
+    /// Opens a session for `user` on `movie` and reads its hello.
+    pub async fn session(&self, user: &str, movie: &str) -> (Session, Value) {
+        let mut session = Session::connect(self.addr, user, movie)
+            .await
+            .expect("upgrade");
+        let hello = session.next_json().await.expect("hello");
+        assert_eq!(hello["type"], "hello", "first message is hello: {hello}");
+        (session, hello)
+    }
+}
+
+/// Sums the samples of `name` whose labels contain `labels`.
+pub fn metric_value(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(key, _)| {
+            let (metric, rest) = key.split_once('{').unwrap_or((key, ""));
+            metric == name && rest.contains(labels)
+        })
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .sum()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A valid token for `user`.
+pub fn token(user: &str) -> String {
+    token_with(json!({"sub": user, "exp": unix_now() + 3600}), SECRET)
+}
+
+/// A token with arbitrary claims signed HS256 with `secret`.
+pub fn token_with(claims: Value, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()).expect("key"),
+    )
+    .expect("encode")
+}
+
+/// Seconds since the epoch, offset.
+pub fn unix_in(offset: i64) -> i64 {
+    unix_now() as i64 + offset
+}
+
+/// Polls `check` until it holds, failing the test after [`DEADLINE`].
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A WebSocket playback session as a player would hold it.
+pub struct Session {
+    /// The socket.
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Session {
+    /// Upgrades with a bearer header.
+    pub async fn connect(
+        addr: SocketAddr,
+        user: &str,
+        movie: &str,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let mut request = format!("ws://{addr}/api/v1/stream/session?movie_id={movie}")
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", token(user)).parse().unwrap(),
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Self { ws })
+    }
+
+    /// Sends a tick.
+    pub async fn tick(&mut self, position_seconds: f64) {
+        self.send_text(&json!({"type":"tick","position_seconds":position_seconds}).to_string())
+            .await;
+    }
+
+    /// Sends a tick with a state.
+    pub async fn tick_state(&mut self, position_seconds: f64, state: &str) {
+        self.send_text(
+            &json!({"type":"tick","position_seconds":position_seconds,"state":state}).to_string(),
+        )
+        .await;
+    }
+
+    /// Sends a raw text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// The next JSON text message (pings are skipped); `None` when the socket closed.
+    pub async fn next_json(&mut self) -> Option<Value> {
+        loop {
+            match tokio::time::timeout(DEADLINE, self.ws.next())
+                .await
+                .expect("message in time")?
+            {
+                Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).expect("json")),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Waits for the next message of `kind` (others are skipped).
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            let message = self
+                .next_json()
+                .await
+                .unwrap_or_else(|| panic!("closed before {kind}"));
+            if message["type"] == kind {
+                return message;
+            }
+        }
+    }
+
+    /// Waits for a `saved` of exactly `position_seconds`.
+    pub async fn expect_saved(&mut self, position_seconds: f64) {
+        loop {
+            let saved = self.expect("saved").await;
+            if saved["position_seconds"].as_f64() == Some(position_seconds) {
+                return;
+            }
+        }
+    }
+
+    /// Waits for the close frame and returns its code.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(DEADLINE, self.ws.next())
+                .await
+                .expect("close in time")
+            {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    /// A clean close from the client.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        // Drain until the server's close arrives.
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(DEADLINE, self.ws.next()).await {}
+    }
+
+    /// Drops the TCP connection without a close frame.
+    pub fn drop_connection(self) {
+        drop(self.ws);
+    }
+}
