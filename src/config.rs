@@ -16,7 +16,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "resume-server",
     version,
-    about = "Remembers where every viewer stopped watching."
+    about = "Remembers where every viewer stopped watching.",
+    args_override_self = true
 )]
 pub struct Cli {
     /// What to do; without a subcommand the server runs.

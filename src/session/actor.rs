@@ -44,6 +44,8 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 
 /// First retry delay after a failed write.
 const RETRY_MIN: Duration = Duration::from_millis(250);
+/// How long a server-initiated close waits for the client's close reply.
+const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 const RETRY_MAX: Duration = Duration::from_secs(8);
 
@@ -209,25 +211,29 @@ where
         SocketEnd::Flood => Some((CLOSE_POLICY, "too many messages")),
         SocketEnd::Shutdown => Some((CLOSE_GOING_AWAY, "server shutting down")),
     };
+    let mut close_sent = false;
     if let Some((code, reason)) = close_code {
         let frame = CloseFrame {
             code,
             reason: reason.into(),
         };
-        send(
+        close_sent = send(
             &mut socket,
             Message::Close(Some(frame)),
             settings.send_timeout,
         )
         .await;
     }
-    drop(socket);
     let reason = if end == SocketEnd::Shutdown {
         FlushReason::Shutdown
     } else {
         FlushReason::Close
     };
     actor.write_final(reason).await;
+    if close_sent {
+        await_close_reply(&mut socket, CLOSE_REPLY_WAIT).await;
+    }
+    drop(socket);
     actor.ctx.metrics.live_sessions.dec();
 }
 
@@ -443,6 +449,22 @@ impl SessionActor {
             self.start_write();
         }
     }
+}
+
+/// Completes the closing handshake: reads (and discards) until the client's close
+/// arrives, so that unread data does not turn our close into a TCP reset.
+async fn await_close_reply<S>(socket: &mut S, limit: Duration)
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let _ = timeout(limit, async {
+        while let Some(Ok(message)) = socket.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Waits for the write in flight; never resolves when there is none.

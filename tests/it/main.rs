@@ -1,6 +1,8 @@
 //! Integration tests: one binary, real servers on port 0.
 
 mod http_api;
+mod sessions;
+mod signals;
 mod store_embedded;
 mod store_suite;
 mod support;

@@ -95,6 +95,9 @@ impl TestServer {
             _data: None,
         };
         wait_until("server answers /healthz", || async {
+            if server.task.as_ref().is_some_and(|t| t.is_finished()) {
+                panic!("the server stopped while starting (see its log)");
+            }
             matches!(server.http.get(server.url("/healthz")).send().await, Ok(r) if r.status() == 200)
         })
         .await;
