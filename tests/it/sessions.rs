@@ -294,7 +294,7 @@ async fn refused_upgrades_get_http_errors() {
         404
     );
     assert_eq!(
-        status_of(format!("{base}"), Some(token("alice"))).await,
+        status_of(base.clone(), Some(token("alice"))).await,
         400
     );
     // The query-string token browsers use.
