@@ -507,3 +507,268 @@ fn is_too_big(error: &axum::Error) -> bool {
         Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Poll};
+
+    use async_trait::async_trait;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::session::registry::SessionRegistry;
+    use crate::store::{PositionStore, SavedPosition};
+
+    /// Records writes; can be told to fail.
+    #[derive(Default)]
+    struct RecordingStore {
+        writes: Mutex<Vec<PositionWrite>>,
+        attempts: Mutex<Vec<PositionWrite>>,
+        failing: AtomicBool,
+    }
+
+    #[async_trait]
+    impl PositionStore for RecordingStore {
+        async fn put(&self, write: PositionWrite) -> Result<(), StoreError> {
+            self.attempts.lock().unwrap().push(write.clone());
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("down".into()));
+            }
+            self.writes.lock().unwrap().push(write);
+            Ok(())
+        }
+        async fn delete(&self, _: &str, _: &str, _: i64) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn get(&self, _: &str, _: &str) -> Result<Option<SavedPosition>, StoreError> {
+            Ok(None)
+        }
+        async fn list(&self, _: &str) -> Result<Vec<SavedPosition>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn check_health(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    impl RecordingStore {
+        fn positions(&self) -> Vec<u64> {
+            self.writes
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|w| w.position_ms)
+                .collect()
+        }
+    }
+
+    /// An in-memory socket: the test plays the client.
+    struct FakeSocket {
+        incoming: mpsc::UnboundedReceiver<Result<Message, axum::Error>>,
+        outgoing: mpsc::UnboundedSender<Message>,
+    }
+
+    impl Stream for FakeSocket {
+        type Item = Result<Message, axum::Error>;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.incoming.poll_recv(cx)
+        }
+    }
+
+    impl Sink<Message> for FakeSocket {
+        type Error = axum::Error;
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+            self.outgoing.send(item).map_err(axum::Error::new)
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    struct Harness {
+        client: mpsc::UnboundedSender<Result<Message, axum::Error>>,
+        server: mpsc::UnboundedReceiver<Message>,
+        store: Arc<RecordingStore>,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Harness {
+        fn start() -> Self {
+            let (client, incoming) = mpsc::unbounded_channel();
+            let (outgoing, server) = mpsc::unbounded_channel();
+            let store = Arc::new(RecordingStore::default());
+            let registry = SessionRegistry::new(10, 10);
+            let user = UserId::parse("alice").unwrap();
+            let shutdown = CancellationToken::new();
+            let context = SessionContext {
+                ticket: registry.admit(&user, "clock").unwrap(),
+                user,
+                duration_ms: 120_000,
+                resume_position_ms: 0,
+                settings: Arc::new(SessionSettings {
+                    flush_interval: Duration::from_secs(4),
+                    ping_interval: Duration::from_secs(20),
+                    idle_timeout: Duration::from_secs(60),
+                    tick_rate: 10.0,
+                    send_timeout: Duration::from_secs(10),
+                }),
+                store: store.clone(),
+                metrics: Arc::new(Metrics::new()),
+                shutdown: shutdown.clone(),
+            };
+            let task = tokio::spawn(run_session(FakeSocket { incoming, outgoing }, context));
+            Self {
+                client,
+                server,
+                store,
+                shutdown,
+                task,
+            }
+        }
+
+        fn tick(&self, seconds: f64) {
+            let text = format!(r#"{{"type":"tick","position_seconds":{seconds}}}"#);
+            self.client.send(Ok(Message::Text(text.into()))).unwrap();
+        }
+
+        /// Lets the actor run everything that is ready at the current instant.
+        async fn settle() {
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        }
+
+        async fn advance(duration: Duration) {
+            Self::settle().await;
+            tokio::time::advance(duration).await;
+            Self::settle().await;
+        }
+
+        fn sent(&mut self) -> Vec<Message> {
+            std::iter::from_fn(|| self.server.try_recv().ok()).collect()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_each_interval_only_when_the_position_moved() {
+        let mut h = Harness::start();
+        h.tick(1.0);
+        Harness::advance(Duration::from_millis(3_999)).await;
+        assert!(
+            h.store.positions().is_empty(),
+            "nothing before the interval"
+        );
+        Harness::advance(Duration::from_millis(1)).await;
+        assert_eq!(h.store.positions(), [1_000]);
+        // Unchanged (paused) for many intervals: no more writes.
+        for _ in 0..10 {
+            h.tick(1.0);
+            Harness::advance(Duration::from_secs(4)).await;
+        }
+        assert_eq!(h.store.positions(), [1_000]);
+        h.tick(2.0);
+        h.tick(3.0);
+        Harness::advance(Duration::from_secs(4)).await;
+        assert_eq!(h.store.positions(), [1_000, 3_000]);
+        let saved: Vec<_> = h
+            .sent()
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Text(t) if t.contains("saved") => Some(t.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(saved.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_write_timestamp_is_the_receive_time_not_the_flush_time() {
+        let h = Harness::start();
+        let before = now_micros();
+        h.tick(5.0);
+        Harness::settle().await;
+        let after = now_micros();
+        Harness::advance(Duration::from_secs(4)).await;
+        let written = h.store.writes.lock().unwrap()[0].written_at_micros;
+        assert!((before..=after).contains(&written));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_end_of_the_socket_writes_the_latest_position() {
+        let h = Harness::start();
+        h.tick(7.0);
+        h.tick(8.0);
+        drop(h.client);
+        h.task.await.unwrap();
+        assert_eq!(h.store.positions(), [8_000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_writes_retry_with_backoff_and_the_same_timestamp() {
+        let h = Harness::start();
+        h.store.failing.store(true, Ordering::SeqCst);
+        h.tick(9.0);
+        Harness::advance(Duration::from_secs(4)).await;
+        for _ in 0..6 {
+            Harness::advance(RETRY_MAX).await;
+        }
+        let attempts = h.store.attempts.lock().unwrap().clone();
+        assert!(attempts.len() >= 4, "retried: {}", attempts.len());
+        // Backoff caps the retry count: 4 s + 6 × 8 s allows far fewer than one try per 250 ms.
+        assert!(attempts.len() < 20, "backed off: {}", attempts.len());
+        assert!(
+            attempts.windows(2).all(|w| w[0] == w[1]),
+            "same position and timestamp"
+        );
+        h.store.failing.store(false, Ordering::SeqCst);
+        Harness::advance(RETRY_MAX).await;
+        assert_eq!(h.store.positions(), [9_000]);
+        assert_eq!(h.store.writes.lock().unwrap()[0], attempts[0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_every_interval_and_ends_idle_sessions_with_a_write() {
+        let mut h = Harness::start();
+        h.tick(4.0);
+        Harness::advance(Duration::from_secs(20)).await;
+        assert!(h.sent().iter().any(|m| matches!(m, Message::Ping(_))));
+        // 60 s after the last frame the session ends, writing what it holds.
+        h.tick(4.5);
+        Harness::advance(Duration::from_secs(59)).await;
+        assert!(!h.task.is_finished());
+        Harness::advance(Duration::from_secs(1)).await;
+        Harness::advance(CLOSE_REPLY_WAIT).await;
+        assert!(h.task.is_finished());
+        assert_eq!(h.store.positions(), [4_000, 4_500]);
+        assert!(
+            h.sent()
+                .iter()
+                .any(|m| matches!(m, Message::Close(Some(f)) if f.code == CLOSE_GOING_AWAY))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_closes_with_1001_and_writes() {
+        let mut h = Harness::start();
+        h.tick(6.0);
+        Harness::settle().await;
+        h.shutdown.cancel();
+        Harness::advance(CLOSE_REPLY_WAIT).await;
+        assert!(h.task.is_finished());
+        assert_eq!(h.store.positions(), [6_000]);
+        assert!(
+            h.sent()
+                .iter()
+                .any(|m| matches!(m, Message::Close(Some(f)) if f.code == CLOSE_GOING_AWAY))
+        );
+    }
+}
