@@ -1,5 +1,6 @@
 //! Integration tests: one binary, real servers on port 0.
 
+mod continue_watching;
 mod http_api;
 mod sessions;
 mod signals;

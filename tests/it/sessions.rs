@@ -293,10 +293,7 @@ async fn refused_upgrades_get_http_errors() {
         status_of(format!("{base}?movie_id=nope"), Some(token("alice"))).await,
         404
     );
-    assert_eq!(
-        status_of(base.clone(), Some(token("alice"))).await,
-        400
-    );
+    assert_eq!(status_of(base.clone(), Some(token("alice"))).await, 400);
     // The query-string token browsers use.
     let with_query = format!("{base}?movie_id=clock&access_token={}", token("alice"));
     assert_eq!(status_of(with_query, None).await, 101);

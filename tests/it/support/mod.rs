@@ -347,3 +347,55 @@ impl Session {
         drop(self.ws);
     }
 }
+
+/// Which store a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The embedded redb store in a temp dir.
+    Embedded,
+}
+
+/// The storage a test's servers share, so a test can restart its server on the
+/// same data.
+pub struct TestBackend {
+    /// Which store.
+    pub kind: BackendKind,
+    /// The data dir (also used by the Cassandra kind for nothing but temp files).
+    dir: tempfile::TempDir,
+    /// Extra flags that point a server at this backend.
+    flags: Vec<String>,
+}
+
+impl TestBackend {
+    /// Fresh, empty storage of `kind`.
+    pub async fn new(kind: BackendKind) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let flags = match kind {
+            BackendKind::Embedded => Vec::new(),
+        };
+        Self { kind, dir, flags }
+    }
+
+    /// Starts a server on this storage with extra flags.
+    pub async fn start(&self, extra: &[&str]) -> TestServer {
+        let mut args: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
+        TestServer::start_in(self.dir.path(), &args).await
+    }
+}
+
+/// Runs each listed `async fn(TestBackend)` once per backend, as its own test.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let backend = $crate::support::TestBackend::new($crate::support::BackendKind::Embedded).await;
+                    super::$case(backend).await;
+                }
+            )*
+        }
+    };
+}
