@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test of resume-server: the Rust unit and integration tests, then the
+# browser end-to-end test in Debian's headless Chromium.
+#
+# The end-to-end test needs /usr/bin/chromium and tests/e2e/node_modules
+# (`apt-get install chromium` and `npm ci --prefix tests/e2e`; .ci/run does both).
+# Without Chromium it is skipped with a message, except under CI=1, where a
+# missing browser is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo test --all-targets
+
+if [[ ! -x /usr/bin/chromium ]]; then
+    if [[ "${CI:-}" == "1" ]]; then
+        echo "test.sh: /usr/bin/chromium is missing; CI must install it" >&2
+        exit 1
+    fi
+    echo "test.sh: skipping the browser end-to-end test: /usr/bin/chromium is not installed" >&2
+    exit 0
+fi
+if [[ ! -d tests/e2e/node_modules ]]; then
+    npm ci --prefix tests/e2e --no-audit --no-fund
+fi
+RESUME_SERVER_BIN="$PWD/target/debug/resume-server" npm test --prefix tests/e2e
