@@ -23,6 +23,7 @@ const ui = {
   playerClose: byId('player-close'),
   video: byId('video'),
   statusText: byId('status-text'),
+  savedText: byId('saved-text'),
   connection: byId('connection'),
 };
 
@@ -32,6 +33,8 @@ const TICK_INTERVAL_MS = 1000;
 let current = null;
 /** Bumped by every play or stop, so a slower earlier start gives up. */
 let generation = 0;
+/** Bumped by every library load, so only the newest one is drawn. */
+let libraryVersion = 0;
 let ticker = 0;
 let retryCountdown = 0;
 
@@ -49,6 +52,12 @@ export function formatTime(seconds) {
 // ---- login -----------------------------------------------------------------
 
 function showLogin(message = '') {
+  // The next viewer must never glimpse this one's titles.
+  libraryVersion += 1;
+  ui.continueList.replaceChildren();
+  ui.catalogList.replaceChildren();
+  ui.continueSection.hidden = true;
+  ui.library.setAttribute('aria-busy', 'true');
   ui.whoami.hidden = true;
   ui.library.hidden = true;
   ui.player.hidden = true;
@@ -107,6 +116,8 @@ function isPlayable(movie) {
 }
 
 async function refreshLibrary() {
+  const mine = ++libraryVersion;
+  ui.library.setAttribute('aria-busy', 'true');
   try {
     const [{ movies }, { items }] = await Promise.all([api.catalog(), api.continueWatching()]);
     const inProgress = new Map(items.map((item) => [item.movie_id, item]));
@@ -120,6 +131,8 @@ async function refreshLibrary() {
           if ((await api.stream(movie.movie_id)).completed) finished.add(movie.movie_id);
         }),
     );
+    // An older load (perhaps another viewer's) must not paint over this one.
+    if (mine !== libraryVersion) return;
     const titles = new Map(movies.map((movie) => [movie.movie_id, movie]));
     ui.continueList.replaceChildren(
       ...items
@@ -139,7 +152,9 @@ async function refreshLibrary() {
     );
     ui.libraryError.textContent = '';
   } catch (error) {
-    handleApiError(error, ui.libraryError);
+    if (mine === libraryVersion) handleApiError(error, ui.libraryError);
+  } finally {
+    if (mine === libraryVersion) ui.library.setAttribute('aria-busy', 'false');
   }
 }
 
@@ -199,6 +214,7 @@ async function play(movie) {
   ui.player.hidden = false;
   ui.playerTitle.textContent = movie.title;
   setStatus('Loading…');
+  ui.savedText.textContent = '';
   setConnection('');
   scrollTo({ top: 0 });
 
@@ -242,15 +258,14 @@ function openSession(movie) {
   return new PlaybackSession(api.sessionUrl(movie.movie_id), {
     onChange: setConnection,
     onSaved: (position) => {
-      ui.statusText.dataset.saved = String(position);
-      setStatus(`${ui.statusText.dataset.resumeNote} · Saved ${formatTime(position)}`, false);
+      ui.savedText.textContent = `Saved ${formatTime(position)}`;
       if (ui.video.ended) {
         refreshLibrary();
       } else {
         showSaved(movie, position);
       }
     },
-    onServerError: (message) => setStatus(`Server: ${message.message || message.code}`, false),
+    onServerError: (message) => setStatus(`Server: ${message.message || message.code}`),
   });
 }
 
@@ -329,8 +344,7 @@ function mediaEvent(name) {
 
 // ---- status line -----------------------------------------------------------
 
-function setStatus(text, isResumeNote = true) {
-  if (isResumeNote) ui.statusText.dataset.resumeNote = text;
+function setStatus(text) {
   ui.statusText.textContent = text;
 }
 

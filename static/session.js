@@ -50,8 +50,13 @@ export class PlaybackSession {
     clearTimeout(this.retryTimer);
     removeEventListener('online', this.onOnline);
     removeEventListener('offline', this.onOffline);
-    this.socket?.close(1000, 'viewer left');
-    this.socket = null;
+    if (this.socket) {
+      // Nothing said after this may reach the page: it may show another title
+      // or another viewer by then.
+      this.socket.onmessage = null;
+      this.socket.close(1000, 'viewer left');
+      this.socket = null;
+    }
     this.report('closed');
   }
 

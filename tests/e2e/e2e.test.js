@@ -51,25 +51,37 @@ after(async () => {
 });
 
 test('a viewer resumes where they stopped, per title and per viewer', async (t) => {
-  let stoppedAt;
+  // Each step builds on the last; after a failure the rest would only add noise.
+  let failed = false;
+  const step = (name, body) =>
+    t.test(name, { skip: failed && 'an earlier step failed' }, async () => {
+      try {
+        await body();
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
+    });
 
-  await t.test('alice watches The Clock for a while, then closes the tab', async () => {
-    const page = await openPage();
-    await logIn(page, 'alice');
-    await page.screenshot({ path: path.join(artifacts, 'login-done.png') });
-    await play(page, 'clock');
-    await expectStatus(page, 'Starting from the beginning');
-    await page.waitForFunction(() => document.querySelector('[data-testid=video]').currentTime >= 5,
+  let stoppedAt;
+  let page;
+
+  await step('alice watches The Clock for a while, then closes the tab', async () => {
+    const first = await openPage();
+    await logIn(first, 'alice');
+    await play(first, 'clock');
+    await expectStatus(first, 'Starting from the beginning');
+    await first.waitForFunction(() => document.querySelector('[data-testid=video]').currentTime >= 5,
       null, { timeout: STEP_MS });
-    stoppedAt = await currentTime(page);
-    await page.close({ runBeforeUnload: true });
-    // The server saves on the socket's close; wait until it has, rather than
+    stoppedAt = await currentTime(first);
+    await first.close({ runBeforeUnload: true });
+    // The server saves when the socket closes; wait until it has, rather than
     // racing the next page's read.
     await waitForSavedPosition('alice', 'clock', (p) => p >= stoppedAt - 1);
   });
 
-  await t.test('alice comes back and The Clock resumes where she left it', async () => {
-    const page = await openPage();
+  await step('alice comes back and The Clock resumes where she left it', async () => {
+    page = await openPage();
     await logIn(page, 'alice');
     const resumeCard = page.locator('[data-testid=continue-item][data-movie-id=clock]');
     await resumeCard.waitFor({ timeout: STEP_MS });
@@ -80,7 +92,7 @@ test('a viewer resumes where they stopped, per title and per viewer', async (t) 
     const resumedAt = await currentTime(page);
     assert.ok(Math.abs(resumedAt - stoppedAt) <= 2,
       `resumed at ${resumedAt.toFixed(2)} s, but playback stopped at ${stoppedAt.toFixed(2)} s`);
-    await page.getByTestId('status').getByText('Saved').waitFor({ timeout: STEP_MS });
+    await page.getByTestId('saved-text').getByText('Saved').waitFor({ timeout: STEP_MS });
     await page.locator('[data-testid=connection][data-state=live]').waitFor({ timeout: STEP_MS });
     await page.screenshot({ path: path.join(artifacts, 'player.png'), fullPage: true });
     if (process.env.UPDATE_DOCS_SCREENSHOT === '1') {
@@ -90,10 +102,12 @@ test('a viewer resumes where they stopped, per title and per viewer', async (t) 
     await page.setViewportSize({ width: 390, height: 844 });
     await page.screenshot({ path: path.join(artifacts, 'phone.png'), fullPage: true });
     await page.setViewportSize({ width: 1280, height: 800 });
+  });
 
-    // Finishing a title (past 95 %) means it starts over next time.
+  await step('a title watched past 95 % starts from the beginning next time', async () => {
     await play(page, 'countdown');
     await expectStatus(page, 'Starting from the beginning');
+    // What a viewer dragging the scrubber near the end does.
     await page.evaluate(() => { document.querySelector('[data-testid=video]').currentTime = 57.5; });
     await page.waitForFunction(() => document.querySelector('[data-testid=video]').ended,
       null, { timeout: STEP_MS });
@@ -102,12 +116,16 @@ test('a viewer resumes where they stopped, per title and per viewer', async (t) 
     await play(page, 'countdown');
     await expectStatus(page, 'Starting from the beginning');
     assert.ok(await currentTime(page) < 1, 'a finished title restarts from the beginning');
+  });
 
-    // Positions belong to the viewer: bob has never watched The Clock.
+  await step("bob's positions are his own (and the keyboard is enough)", async () => {
     await page.getByTestId('switch-user').click();
-    await logIn(page, 'bob');
+    await page.getByTestId('login-name').fill('bob');
+    await page.getByTestId('login-name').press('Enter');
+    await waitForCatalog(page, 'bob');
     assert.equal(await page.getByTestId('continue-item').count(), 0, 'bob has nothing to continue');
-    await play(page, 'clock');
+    await page.locator('[data-testid=catalog-item][data-movie-id=clock]').getByTestId('play').focus();
+    await page.keyboard.press('Enter');
     await expectStatus(page, 'Starting from the beginning');
     assert.ok(await currentTime(page) < 1, "bob's Clock starts from the beginning");
     await page.close({ runBeforeUnload: true });
@@ -135,9 +153,12 @@ async function openPage() {
 async function logIn(page, name) {
   await page.getByTestId('login-name').fill(name);
   await page.getByTestId('login-submit').click();
-  await assert.doesNotReject(page.getByTestId('current-user').getByText(name, { exact: true })
-    .waitFor({ timeout: STEP_MS }), `logged in as ${name}`);
-  await page.locator('[data-testid=catalog-item][data-movie-id=clock]').waitFor({ timeout: STEP_MS });
+  await waitForCatalog(page, name);
+}
+
+async function waitForCatalog(page, name) {
+  await page.getByTestId('current-user').getByText(name, { exact: true }).waitFor({ timeout: STEP_MS });
+  await page.locator('[data-testid=library][aria-busy=false]').waitFor({ timeout: STEP_MS });
 }
 
 async function play(page, movieId) {
