@@ -170,6 +170,7 @@ function renderCard(movie, position, completed, testId) {
 
   if (!isPlayable(movie)) {
     card.classList.add('unplayable');
+    progress.hidden = true;
     card.querySelector('.card-meta').textContent =
       `${formatTime(movie.duration_seconds)} · streams from a CDN, not playable in this demo`;
     button.textContent = 'Not playable here';
@@ -266,6 +267,12 @@ function openSession(movie) {
       }
     },
     onServerError: (message) => setStatus(`Server: ${message.message || message.code}`),
+    // A browser hides why an upgrade failed; an expired login is the one cause
+    // that retrying cannot fix, so ask the HTTP API whether it is that.
+    onRefused: () =>
+      api.continueWatching(1).catch((error) => {
+        if (error.status === 401) handleApiError(error, ui.statusText);
+      }),
   });
 }
 

@@ -13,7 +13,8 @@ export class PlaybackSession {
   /**
    * @param {string} url       the session WebSocket URL (token included)
    * @param {object} handlers  `onChange(state, retryAt?)`, `onHello(msg)`,
-   *                           `onSaved(seconds)`, `onServerError(msg)`
+   *                           `onSaved(seconds)`, `onServerError(msg)`, and
+   *                           `onRefused()` when a socket closes before its hello
    */
   constructor(url, handlers) {
     this.url = url;
@@ -69,11 +70,13 @@ export class PlaybackSession {
     this.report('connecting');
     const socket = new WebSocket(this.url);
     this.socket = socket;
+    this.greeted = false;
     socket.onopen = () => this.flush();
     socket.onmessage = (event) => this.receive(event.data);
     socket.onclose = () => {
       if (this.socket !== socket) return;
       this.socket = null;
+      if (!this.greeted) this.handlers.onRefused?.();
       this.scheduleReconnect();
     };
   }
@@ -90,6 +93,7 @@ export class PlaybackSession {
         // Only a greeting proves the server took the session; an open
         // socket that is closed at once must still back off.
         this.failures = 0;
+        this.greeted = true;
         this.report('live');
         this.handlers.onHello?.(message);
         break;
