@@ -41,7 +41,7 @@ let retryCountdown = 0;
 // ---- time ------------------------------------------------------------------
 
 /** 83 → "1:23", 7800 → "2:10:00". */
-export function formatTime(seconds) {
+function formatTime(seconds) {
   const total = Math.max(0, Math.floor(seconds));
   const h = Math.floor(total / 3600);
   const m = Math.floor((total % 3600) / 60);
@@ -134,12 +134,13 @@ async function refreshLibrary() {
     // An older load (perhaps another viewer's) must not paint over this one.
     if (mine !== libraryVersion) return;
     const titles = new Map(movies.map((movie) => [movie.movie_id, movie]));
+    const continuing = items.filter((item) => titles.has(item.movie_id));
     ui.continueList.replaceChildren(
-      ...items
-        .filter((item) => titles.has(item.movie_id))
-        .map((item) => renderCard(titles.get(item.movie_id), item.position_seconds, false, 'continue-item')),
+      ...continuing.map((item) =>
+        renderCard(titles.get(item.movie_id), item.position_seconds, false, 'continue-item'),
+      ),
     );
-    ui.continueSection.hidden = items.length === 0;
+    ui.continueSection.hidden = continuing.length === 0;
     ui.catalogList.replaceChildren(
       ...movies.map((movie) =>
         renderCard(
