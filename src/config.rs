@@ -221,6 +221,14 @@ pub struct Config {
     #[arg(long, env = "RESUME_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
 
+    /// HTTP connections served at once (WebSocket sessions are counted separately).
+    #[arg(long, env = "RESUME_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// Time a client has to send complete request headers; also closes idle keep-alive connections.
+    #[arg(long, env = "RESUME_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+
     /// Largest HTTP request body accepted (413 beyond).
     #[arg(long, env = "RESUME_MAX_BODY_BYTES", default_value_t = 4096)]
     pub max_body_bytes: usize,

@@ -28,6 +28,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod resume;
+pub mod server;
 pub mod session;
 pub mod state;
 pub mod store;
@@ -102,16 +103,20 @@ pub async fn run(
     tracing::info!(address = %listener.local_addr()?, store = ?config.store, "listening");
 
     let sessions_stop = state.shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: closing sessions and writing their positions");
-            sessions_stop.cancel();
-        })
-        .await?;
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    let limits = server::ConnectionLimits {
+        max_connections: config.max_connections,
+        header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+        drain_timeout: grace,
+    };
+    server::serve(listener, app, limits, async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing sessions and writing their positions");
+        sessions_stop.cancel();
+    })
+    .await;
 
     state.session_tasks.close();
-    let grace = Duration::from_millis(config.shutdown_grace_ms);
     if tokio::time::timeout(grace, state.session_tasks.wait())
         .await
         .is_err()

@@ -87,7 +87,9 @@ pub struct SessionContext {
 /// Why the socket part of a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SocketEnd {
-    /// The client closed or dropped the connection, or a read failed.
+    /// The client sent a close frame; ours answers it.
+    ClientClosed,
+    /// The client dropped the connection, or a read or write failed.
     ClientGone,
     /// No frame within the idle timeout.
     Idle,
@@ -206,6 +208,11 @@ where
     };
     let close_code = match end {
         SocketEnd::ClientGone => None,
+        SocketEnd::ClientClosed => {
+            // The library queued the reply to the client's close; send it now.
+            let _ = timeout(settings.send_timeout, socket.close()).await;
+            None
+        }
         SocketEnd::Idle => Some((CLOSE_GOING_AWAY, "idle timeout")),
         SocketEnd::TooBig => Some((CLOSE_TOO_BIG, "frame too large")),
         SocketEnd::Flood => Some((CLOSE_POLICY, "too many messages")),
@@ -325,7 +332,7 @@ impl SessionActor {
                 return (!send(socket, error, self.ctx.settings.send_timeout).await)
                     .then_some(SocketEnd::ClientGone);
             }
-            Message::Close(_) => return Some(SocketEnd::ClientGone),
+            Message::Close(_) => return Some(SocketEnd::ClientClosed),
             Message::Ping(_) | Message::Pong(_) => return None,
         };
         let reply = match self.flood.check(Instant::now()) {

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real servers on port 0.
 
 mod continue_watching;
+mod hostile;
 mod http_api;
 mod sessions;
 mod signals;
