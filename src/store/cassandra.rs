@@ -1,1 +1,0 @@
-//! Cassandra / ScyllaDB backend (not yet implemented).
