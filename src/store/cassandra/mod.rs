@@ -45,10 +45,6 @@ pub use statements::Statements;
 use super::{PositionStore, PositionWrite, SavedPosition, StoreError};
 use retry::{backoff_delay, is_transient, store_error};
 
-/// How long `connect` and `apply_schema` may take to reach the cluster and
-/// prepare their statements before giving up.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// The Cassandra-backed [`PositionStore`].
 pub struct CassandraStore {
     /// The driver session: connection pools to every node, cluster metadata.
@@ -80,7 +76,7 @@ impl CassandraStore {
     /// with [`StoreError::Backend`] naming `resume-server schema apply` when the
     /// keyspace or table does not exist.
     pub async fn connect(settings: &CassandraSettings) -> Result<CassandraStore, StoreError> {
-        let deadline = settings.request_timeout.max(DEFAULT_CONNECT_TIMEOUT);
+        let deadline = settings.connect_timeout;
         tokio::time::timeout(deadline, Self::connect_unbounded(settings))
             .await
             .map_err(|_| {
@@ -267,6 +263,24 @@ fn decode_error(error: impl std::fmt::Display) -> StoreError {
 /// minimal schema of that keyspace (replication, table names), which token-aware
 /// routing needs; without, it reads no schema at all.
 pub(crate) async fn open_session(
+    settings: &CassandraSettings,
+    metadata_keyspace: Option<&str>,
+) -> Result<Session, StoreError> {
+    tokio::time::timeout(
+        settings.connect_timeout,
+        build_session(settings, metadata_keyspace),
+    )
+    .await
+    .map_err(|_| {
+        StoreError::Unavailable(format!(
+            "no answer from Cassandra at {} within {:?}",
+            settings.nodes.join(","),
+            settings.connect_timeout
+        ))
+    })?
+}
+
+async fn build_session(
     settings: &CassandraSettings,
     metadata_keyspace: Option<&str>,
 ) -> Result<Session, StoreError> {

@@ -7,8 +7,11 @@
 //! twice is harmless. This module owns only DDL; the data statements live in
 //! `statements.rs`.
 
+use std::time::Duration;
+
 use scylla::client::session::Session;
 use scylla::errors::ExecutionError;
+use scylla::statement::Statement;
 
 use super::{CassandraSettings, StoreError, open_session};
 
@@ -36,13 +39,15 @@ pub async fn apply_schema(settings: &CassandraSettings) -> Result<(), StoreError
     // The keyspace may not exist yet, so no schema metadata is asked for.
     let session = open_session(settings, None).await?;
     for statement in schema_statements(&settings.keyspace, &settings.replication) {
-        run_ddl(&session, &statement).await?;
+        run_ddl(&session, &statement, settings.schema_timeout).await?;
     }
     tracing::info!(keyspace = %settings.keyspace, "schema applied");
     Ok(())
 }
 
-async fn run_ddl(session: &Session, statement: &str) -> Result<(), StoreError> {
+async fn run_ddl(session: &Session, text: &str, timeout: Duration) -> Result<(), StoreError> {
+    let mut statement = Statement::new(text);
+    statement.set_request_timeout(Some(timeout));
     // The driver waits for schema agreement after each change, so the next
     // statement (the table after its keyspace) sees the previous one everywhere.
     session
@@ -50,7 +55,7 @@ async fn run_ddl(session: &Session, statement: &str) -> Result<(), StoreError> {
         .await
         .map(drop)
         .map_err(|e: ExecutionError| {
-            let first_line = statement.lines().next().unwrap_or_default();
+            let first_line = text.lines().next().unwrap_or_default();
             StoreError::Backend(format!("applying schema failed at `{first_line}`: {e}"))
         })
 }

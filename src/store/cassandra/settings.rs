@@ -24,6 +24,13 @@ pub const DEFAULT_RETRY_BASE_DELAY: Duration = Duration::from_millis(50);
 /// Longest wait between two attempts.
 pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(1);
 
+/// How long `connect` may take to reach the cluster and prepare its statements.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Client-side limit on one schema statement of `apply_schema`, schema
+/// agreement included: DDL is much slower than a data request on a real cluster.
+pub const DEFAULT_SCHEMA_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Longest a keyspace name may be (Cassandra's own limit).
 const MAX_KEYSPACE_LEN: usize = 48;
 
@@ -62,6 +69,10 @@ pub struct CassandraSettings {
     pub retry_base_delay: Duration,
     /// Upper bound of the wait between attempts.
     pub retry_max_delay: Duration,
+    /// Limit on opening a session and preparing statements (see [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub connect_timeout: Duration,
+    /// Limit on each schema statement (see [`DEFAULT_SCHEMA_TIMEOUT`]).
+    pub schema_timeout: Duration,
 }
 
 impl CassandraSettings {
@@ -110,6 +121,8 @@ impl CassandraSettings {
             write_attempts: DEFAULT_WRITE_ATTEMPTS,
             retry_base_delay: DEFAULT_RETRY_BASE_DELAY,
             retry_max_delay: DEFAULT_RETRY_MAX_DELAY,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            schema_timeout: DEFAULT_SCHEMA_TIMEOUT,
         })
     }
 }
