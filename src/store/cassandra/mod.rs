@@ -61,11 +61,17 @@ pub struct CassandraStore {
     retry_max_delay: Duration,
 }
 
+/// The statements of [`Statements`], prepared once at connect; all idempotent.
 struct PreparedStatements {
+    /// `put`: timestamped upsert of one position.
     insert: PreparedStatement,
+    /// `delete`: timestamped row tombstone.
     delete: PreparedStatement,
+    /// `get`: one title of one viewer.
     select_one: PreparedStatement,
+    /// `list`: a viewer's partition.
     select_user: PreparedStatement,
+    /// `check_health`: a coordinator-local query.
     health: PreparedStatement,
 }
 

@@ -47,7 +47,9 @@ pub enum NodeMode {
 
 /// A statement the node has prepared, by id.
 struct PreparedEntry {
+    /// The parsed statement, re-checked against the schema at each EXECUTE.
     statement: cql::Statement,
+    /// The keyspace in effect when it was prepared (for unqualified tables).
     keyspace: Option<String>,
 }
 
