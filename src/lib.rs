@@ -43,6 +43,7 @@ use crate::auth::AuthKeys;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{Config, ConfigError, StoreKind};
 use crate::state::AppState;
+use crate::store::cassandra::{CassandraSettings, CassandraStore};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{SharedStore, StoreError};
 
@@ -67,7 +68,13 @@ pub enum RunError {
 pub async fn open_store(config: &Config) -> Result<SharedStore, RunError> {
     Ok(match config.store {
         StoreKind::Embedded => Arc::new(EmbeddedStore::open(&config.data_dir)?),
-        StoreKind::Cassandra => store::cassandra::open(config).await?,
+        StoreKind::Cassandra => {
+            let settings = CassandraSettings::from_config(config)?;
+            if config.init_schema {
+                store::cassandra::apply_schema(&settings).await?;
+            }
+            Arc::new(CassandraStore::connect(&settings).await?)
+        }
     })
 }
 

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use resume_server::auth::{AuthKeys, UserId};
 use resume_server::config::{Cli, Command, SchemaAction};
+use resume_server::store::cassandra::CassandraSettings;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -26,10 +27,7 @@ async fn main() -> ExitCode {
         Some(Command::Token { sub, ttl }) => print_token(&config, &sub, ttl),
         Some(Command::Schema {
             action: SchemaAction::Apply,
-        }) => resume_server::store::cassandra::apply_schema_from_config(&config)
-            .await
-            .map(|()| println!("schema applied"))
-            .map_err(|e| e.to_string()),
+        }) => apply_schema(&config).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -47,6 +45,15 @@ async fn serve(config: resume_server::config::Config) -> Result<(), String> {
     resume_server::run(config, listener, resume_server::shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+async fn apply_schema(config: &resume_server::config::Config) -> Result<(), String> {
+    let settings = CassandraSettings::from_config(config).map_err(|e| e.to_string())?;
+    resume_server::store::cassandra::apply_schema(&settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("schema applied to keyspace {}", settings.keyspace);
+    Ok(())
 }
 
 fn print_token(config: &resume_server::config::Config, sub: &str, ttl: u64) -> Result<(), String> {

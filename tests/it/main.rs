@@ -1,10 +1,12 @@
 //! Integration tests: one binary, real servers on port 0.
 
 mod continue_watching;
+mod cql_node;
 mod hostile;
 mod http_api;
 mod sessions;
 mod signals;
+mod store_cassandra;
 mod store_embedded;
 mod store_suite;
 mod support;

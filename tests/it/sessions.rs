@@ -8,11 +8,10 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::support::{Session, TestServer, token, wait_until};
+use crate::support::{Session, TestBackend, token, wait_until};
 
-#[tokio::test]
-async fn hello_carries_the_resume_position() {
-    let server = TestServer::start(&[]).await;
+async fn hello_carries_the_resume_position(backend: TestBackend) {
+    let server = backend.start(&[]).await;
     server
         .post_progress("alice", json!({"movie_id":"clock","position_seconds":42.5}))
         .await;
@@ -33,9 +32,8 @@ async fn hello_carries_the_resume_position() {
     assert_eq!(hello["resume_position_seconds"], 0.0);
 }
 
-#[tokio::test]
-async fn ticks_are_saved_after_a_flush_and_acknowledged() {
-    let server = TestServer::start(&[]).await;
+async fn ticks_are_saved_after_a_flush_and_acknowledged(backend: TestBackend) {
+    let server = backend.start(&[]).await;
     let (mut session, _) = server.session("alice", "clock").await;
     session.tick(10.0).await;
     session.tick(11.0).await;
@@ -46,9 +44,8 @@ async fn ticks_are_saved_after_a_flush_and_acknowledged() {
     );
 }
 
-#[tokio::test]
-async fn the_read_path_sees_a_tick_before_its_flush() {
-    let server = TestServer::start(&["--flush-interval-ms", "60000"]).await;
+async fn the_read_path_sees_a_tick_before_its_flush(backend: TestBackend) {
+    let server = backend.start(&["--flush-interval-ms", "60000"]).await;
     let (mut session, _) = server.session("alice", "clock").await;
     session.tick(33.0).await;
     wait_until("the read path shows the unflushed tick", || async {
@@ -62,11 +59,9 @@ async fn the_read_path_sees_a_tick_before_its_flush() {
     );
 }
 
-#[tokio::test]
-async fn a_clean_close_and_a_tcp_drop_both_persist_the_last_tick() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_clean_close_and_a_tcp_drop_both_persist_the_last_tick(backend: TestBackend) {
     // A long interval: only the close can write these positions.
-    let server = TestServer::start_in(dir.path(), &["--flush-interval-ms", "60000"]).await;
+    let server = backend.start(&["--flush-interval-ms", "60000"]).await;
     let (mut clean, _) = server.session("alice", "clock").await;
     clean.tick(21.0).await;
     clean.tick(22.0).await;
@@ -87,7 +82,7 @@ async fn a_clean_close_and_a_tcp_drop_both_persist_the_last_tick() {
     .await;
     server.stop().await;
 
-    let server = TestServer::start_in(dir.path(), &[]).await;
+    let server = backend.start(&[]).await;
     assert_eq!(
         server.stream("alice", "clock").await["resume_position_seconds"],
         22.0
@@ -98,9 +93,10 @@ async fn a_clean_close_and_a_tcp_drop_both_persist_the_last_tick() {
     );
 }
 
-#[tokio::test]
-async fn a_paused_player_costs_no_writes() {
-    let server = TestServer::start(&["--flush-interval-ms", "50", "--tick-rate", "100"]).await;
+async fn a_paused_player_costs_no_writes(backend: TestBackend) {
+    let server = backend
+        .start(&["--flush-interval-ms", "50", "--tick-rate", "100"])
+        .await;
     let (mut session, _) = server.session("alice", "clock").await;
     session.tick_state(5.0, "playing").await;
     session.expect_saved(5.0).await;
@@ -120,9 +116,8 @@ async fn a_paused_player_costs_no_writes() {
     );
 }
 
-#[tokio::test]
-async fn ended_saves_at_once() {
-    let server = TestServer::start(&["--flush-interval-ms", "60000"]).await;
+async fn ended_saves_at_once(backend: TestBackend) {
+    let server = backend.start(&["--flush-interval-ms", "60000"]).await;
     let (mut session, _) = server.session("alice", "countdown").await;
     session.tick_state(60.0, "ended").await;
     session.expect_saved(60.0).await;
@@ -130,9 +125,8 @@ async fn ended_saves_at_once() {
     assert_eq!(stream["completed"], true);
 }
 
-#[tokio::test]
-async fn a_newer_tick_from_another_device_wins_over_a_late_flush() {
-    let server = TestServer::start(&["--flush-interval-ms", "60000"]).await;
+async fn a_newer_tick_from_another_device_wins_over_a_late_flush(backend: TestBackend) {
+    let server = backend.start(&["--flush-interval-ms", "60000"]).await;
     let (mut phone, _) = server.session("alice", "clock").await;
     let (mut tv, _) = server.session("alice", "clock").await;
     phone.tick(10.0).await;
@@ -168,9 +162,8 @@ async fn a_newer_tick_from_another_device_wins_over_a_late_flush() {
     );
 }
 
-#[tokio::test]
-async fn junk_frames_get_errors_and_the_session_goes_on() {
-    let server = TestServer::start(&[]).await;
+async fn junk_frames_get_errors_and_the_session_goes_on(backend: TestBackend) {
+    let server = backend.start(&[]).await;
     let (mut session, _) = server.session("alice", "clock").await;
     session.tick(7.0).await;
     session.expect_saved(7.0).await;
@@ -214,9 +207,8 @@ async fn junk_frames_get_errors_and_the_session_goes_on() {
     session.expect_saved(8.0).await;
 }
 
-#[tokio::test]
-async fn an_oversized_frame_closes_with_1009_and_the_server_lives_on() {
-    let server = TestServer::start(&[]).await;
+async fn an_oversized_frame_closes_with_1009_and_the_server_lives_on(backend: TestBackend) {
+    let server = backend.start(&[]).await;
     let (mut session, _) = server.session("alice", "clock").await;
     session.tick(3.0).await;
     session.send_text(&"x".repeat(5000)).await;
@@ -226,9 +218,8 @@ async fn an_oversized_frame_closes_with_1009_and_the_server_lives_on() {
     again.expect_saved(4.0).await;
 }
 
-#[tokio::test]
-async fn a_flood_is_dropped_then_closed_with_1008() {
-    let server = TestServer::start(&["--tick-rate", "2"]).await;
+async fn a_flood_is_dropped_then_closed_with_1008(backend: TestBackend) {
+    let server = backend.start(&["--tick-rate", "2"]).await;
     let (mut session, _) = server.session("alice", "clock").await;
     for i in 0..200 {
         let frame = json!({"type":"tick","position_seconds":i}).to_string();
@@ -261,9 +252,8 @@ async fn a_flood_is_dropped_then_closed_with_1008() {
     );
 }
 
-#[tokio::test]
-async fn refused_upgrades_get_http_errors() {
-    let server = TestServer::start(&[]).await;
+async fn refused_upgrades_get_http_errors(backend: TestBackend) {
+    let server = backend.start(&[]).await;
     let status_of = |url: String, bearer: Option<String>| async move {
         let mut request = url.into_client_request().unwrap();
         if let Some(bearer) = bearer {
@@ -304,9 +294,10 @@ async fn refused_upgrades_get_http_errors() {
     assert_eq!(response.status(), 400);
 }
 
-#[tokio::test]
-async fn session_caps_answer_503_and_429_while_existing_sessions_carry_on() {
-    let server = TestServer::start(&["--max-sessions", "3", "--max-sessions-per-user", "2"]).await;
+async fn session_caps_answer_503_and_429_while_existing_sessions_carry_on(backend: TestBackend) {
+    let server = backend
+        .start(&["--max-sessions", "3", "--max-sessions-per-user", "2"])
+        .await;
     let (mut a1, _) = server.session("alice", "clock").await;
     let (_a2, _) = server.session("alice", "clock").await;
     let refused = Session::connect(server.addr, "alice", "clock")
@@ -330,10 +321,10 @@ async fn session_caps_answer_503_and_429_while_existing_sessions_carry_on() {
     a1.expect_saved(9.0).await;
 }
 
-#[tokio::test]
-async fn an_idle_session_ends_and_writes_its_position() {
-    let server =
-        TestServer::start(&["--idle-timeout-ms", "300", "--flush-interval-ms", "60000"]).await;
+async fn an_idle_session_ends_and_writes_its_position(backend: TestBackend) {
+    let server = backend
+        .start(&["--idle-timeout-ms", "300", "--flush-interval-ms", "60000"])
+        .await;
     let (mut session, _) = server.session("alice", "clock").await;
     session.tick(12.0).await;
     assert_eq!(session.close_code().await, Some(1001));
@@ -349,9 +340,8 @@ async fn an_idle_session_ends_and_writes_its_position() {
     );
 }
 
-#[tokio::test]
-async fn cross_site_pages_cannot_open_sessions_unless_allowed() {
-    let server = TestServer::start(&[]).await;
+async fn cross_site_pages_cannot_open_sessions_unless_allowed(backend: TestBackend) {
+    let server = backend.start(&[]).await;
     let connect = |origin: &'static str, addr: std::net::SocketAddr| async move {
         let mut request = format!("ws://{addr}/api/v1/stream/session?movie_id=clock")
             .into_client_request()
@@ -370,15 +360,16 @@ async fn cross_site_pages_cannot_open_sessions_unless_allowed() {
         }
     };
     assert_eq!(connect("https://evil.example", server.addr).await, 403);
-    let allowed = TestServer::start(&["--allowed-origins", "https://player.example"]).await;
+    server.stop().await;
+    let allowed = backend
+        .start(&["--allowed-origins", "https://player.example"])
+        .await;
     assert_eq!(connect("https://player.example", allowed.addr).await, 101);
     assert_eq!(connect("https://evil.example", allowed.addr).await, 403);
 }
 
-#[tokio::test]
-async fn shutdown_closes_sessions_with_1001_after_writing_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(dir.path(), &["--flush-interval-ms", "60000"]).await;
+async fn shutdown_closes_sessions_with_1001_after_writing_them(backend: TestBackend) {
+    let server = backend.start(&["--flush-interval-ms", "60000"]).await;
     let mut sessions = Vec::new();
     for i in 0..50 {
         let (mut session, _) = server.session(&format!("user-{i}"), "clock").await;
@@ -394,7 +385,7 @@ async fn shutdown_closes_sessions_with_1001_after_writing_them() {
         assert_eq!(session.close_code().await, Some(1001));
     }
     stopping.await.unwrap();
-    let server = TestServer::start_in(dir.path(), &[]).await;
+    let server = backend.start(&[]).await;
     for i in 0..50 {
         let stream = server.stream(&format!("user-{i}"), "clock").await;
         assert_eq!(
@@ -405,9 +396,8 @@ async fn shutdown_closes_sessions_with_1001_after_writing_them() {
     }
 }
 
-#[tokio::test]
-async fn a_client_close_is_answered_with_a_close() {
-    let server = TestServer::start(&[]).await;
+async fn a_client_close_is_answered_with_a_close(backend: TestBackend) {
+    let server = backend.start(&[]).await;
     let (mut session, _) = server.session("alice", "clock").await;
     session
         .ws
@@ -419,3 +409,22 @@ async fn a_client_close_is_answered_with_a_close() {
         .unwrap();
     assert_eq!(session.close_code().await, Some(1000));
 }
+
+crate::backend_tests!(
+    hello_carries_the_resume_position,
+    ticks_are_saved_after_a_flush_and_acknowledged,
+    the_read_path_sees_a_tick_before_its_flush,
+    a_clean_close_and_a_tcp_drop_both_persist_the_last_tick,
+    a_paused_player_costs_no_writes,
+    ended_saves_at_once,
+    a_newer_tick_from_another_device_wins_over_a_late_flush,
+    junk_frames_get_errors_and_the_session_goes_on,
+    an_oversized_frame_closes_with_1009_and_the_server_lives_on,
+    a_flood_is_dropped_then_closed_with_1008,
+    refused_upgrades_get_http_errors,
+    session_caps_answer_503_and_429_while_existing_sessions_carry_on,
+    an_idle_session_ends_and_writes_its_position,
+    cross_site_pages_cannot_open_sessions_unless_allowed,
+    shutdown_closes_sessions_with_1001_after_writing_them,
+    a_client_close_is_answered_with_a_close,
+);

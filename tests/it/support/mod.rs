@@ -353,6 +353,9 @@ impl Session {
 pub enum BackendKind {
     /// The embedded redb store in a temp dir.
     Embedded,
+    /// The Cassandra store, on an in-process CQL test node, or on the real node
+    /// named by `RESUME_TEST_CASSANDRA` (in a fresh keyspace).
+    Cassandra,
 }
 
 /// The storage a test's servers share, so a test can restart its server on the
@@ -364,16 +367,47 @@ pub struct TestBackend {
     dir: tempfile::TempDir,
     /// Extra flags that point a server at this backend.
     flags: Vec<String>,
+    /// The CQL test node, when this backend runs on one.
+    pub node: Option<crate::cql_node::CqlTestNode>,
 }
 
 impl TestBackend {
     /// Fresh, empty storage of `kind`.
     pub async fn new(kind: BackendKind) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let flags = match kind {
-            BackendKind::Embedded => Vec::new(),
+        let (flags, node) = match kind {
+            BackendKind::Embedded => (Vec::new(), None),
+            BackendKind::Cassandra => {
+                let (address, keyspace, node) = match std::env::var("RESUME_TEST_CASSANDRA") {
+                    Ok(address) if !address.trim().is_empty() => {
+                        let keyspace = format!("resume_test_{:016x}", rand::random::<u64>());
+                        (address, keyspace, None)
+                    }
+                    _ => {
+                        let node = crate::cql_node::CqlTestNode::start_with_schema().await;
+                        (node.addr().to_string(), "resume".to_owned(), Some(node))
+                    }
+                };
+                let flags = [
+                    "--store",
+                    "cassandra",
+                    "--cassandra-nodes",
+                    &address,
+                    "--cassandra-keyspace",
+                    &keyspace,
+                    "--cassandra-consistency",
+                    "one",
+                    "--init-schema",
+                ];
+                (flags.iter().map(|f| f.to_string()).collect(), node)
+            }
         };
-        Self { kind, dir, flags }
+        Self {
+            kind,
+            dir,
+            flags,
+            node,
+        }
     }
 
     /// Starts a server on this storage with extra flags.
@@ -393,6 +427,15 @@ macro_rules! backend_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let backend = $crate::support::TestBackend::new($crate::support::BackendKind::Embedded).await;
+                    super::$case(backend).await;
+                }
+            )*
+        }
+        mod cassandra {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let backend = $crate::support::TestBackend::new($crate::support::BackendKind::Cassandra).await;
                     super::$case(backend).await;
                 }
             )*

@@ -1,0 +1,283 @@
+//! The Cassandra knobs of [`Config`], checked and turned into driver types once.
+//!
+//! Everything that can be wrong with a Cassandra setting is caught here, before
+//! any connection is opened, and reported as a [`ConfigError`] naming the flag
+//! and environment variable. This module does no I/O.
+
+use std::time::Duration;
+
+use scylla::statement::Consistency;
+
+use crate::config::{Config, ConfigError};
+
+/// Attempts one write gets (the first try included) before `put`/`delete` fail.
+///
+/// The driver's default retry policy does not retry a plain write that timed
+/// out, because it cannot know whether the write landed. Ours can: every write
+/// carries `USING TIMESTAMP`, so replaying it is a no-op if it did land.
+pub const DEFAULT_WRITE_ATTEMPTS: u32 = 4;
+
+/// Wait before the second attempt; each further wait doubles, up to
+/// [`DEFAULT_RETRY_MAX_DELAY`].
+pub const DEFAULT_RETRY_BASE_DELAY: Duration = Duration::from_millis(50);
+
+/// Longest wait between two attempts.
+pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(1);
+
+/// How long `connect` may take to reach the cluster and prepare its statements.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Client-side limit on one schema statement of `apply_schema`, schema
+/// agreement included: DDL is much slower than a data request on a real cluster.
+pub const DEFAULT_SCHEMA_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Longest a keyspace name may be (Cassandra's own limit).
+const MAX_KEYSPACE_LEN: usize = 48;
+
+const KEYSPACE_KNOB: &str = "--cassandra-keyspace / RESUME_CASSANDRA_KEYSPACE";
+const CONSISTENCY_KNOB: &str = "--cassandra-consistency / RESUME_CASSANDRA_CONSISTENCY";
+const NODES_KNOB: &str = "--cassandra-nodes / RESUME_CASSANDRA_NODES";
+const REPLICATION_KNOB: &str = "--cassandra-replication / RESUME_CASSANDRA_REPLICATION";
+const USER_KNOB: &str = "--cassandra-user / RESUME_CASSANDRA_USER";
+const TIMEOUT_KNOB: &str = "--cassandra-request-timeout-ms / RESUME_CASSANDRA_REQUEST_TIMEOUT_MS";
+const IN_FLIGHT_KNOB: &str =
+    "--cassandra-max-writes-in-flight / RESUME_CASSANDRA_MAX_WRITES_IN_FLIGHT";
+
+/// How the Cassandra backend connects and behaves.
+#[derive(Debug, Clone)]
+pub struct CassandraSettings {
+    /// Contact points (`host:port`); the driver discovers the rest of the cluster.
+    pub nodes: Vec<String>,
+    /// Keyspace holding `playback_position`; a plain lower-case CQL identifier.
+    pub keyspace: String,
+    /// Consistency of every read and write.
+    pub consistency: Consistency,
+    /// Datacenter whose nodes are preferred; `None` treats all nodes alike.
+    pub local_dc: Option<String>,
+    /// User and password for password authentication, if the cluster wants it.
+    pub credentials: Option<(String, String)>,
+    /// Client-side limit on each request (each attempt of a write, each page of a read).
+    pub request_timeout: Duration,
+    /// Writes in flight at most; further writers wait, so a slow cluster slows
+    /// writers down instead of growing memory.
+    pub max_writes_in_flight: usize,
+    /// Replication map used when `apply_schema` creates the keyspace.
+    pub replication: String,
+    /// Attempts per write, the first included (see [`DEFAULT_WRITE_ATTEMPTS`]).
+    pub write_attempts: u32,
+    /// Wait before the first retry; doubles with each further one.
+    pub retry_base_delay: Duration,
+    /// Upper bound of the wait between attempts.
+    pub retry_max_delay: Duration,
+    /// Limit on opening a session and preparing statements (see [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub connect_timeout: Duration,
+    /// Limit on each schema statement (see [`DEFAULT_SCHEMA_TIMEOUT`]).
+    pub schema_timeout: Duration,
+}
+
+impl CassandraSettings {
+    /// Takes the Cassandra knobs from `config`, rejecting values that cannot work.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let nodes: Vec<String> = config
+            .cassandra_nodes
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if nodes.is_empty() {
+            return Err(ConfigError::new(NODES_KNOB, "no node given"));
+        }
+        let keyspace = validate_keyspace(&config.cassandra_keyspace)?;
+        let consistency = parse_consistency(&config.cassandra_consistency)?;
+        let replication = validate_replication(&config.cassandra_replication)?;
+        let credentials = match (&config.cassandra_user, &config.cassandra_password) {
+            (Some(user), Some(password)) => Some((user.clone(), password.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::new(
+                    USER_KNOB,
+                    "user and password (RESUME_CASSANDRA_PASSWORD) must be set together",
+                ));
+            }
+        };
+        if config.cassandra_request_timeout_ms == 0 {
+            return Err(ConfigError::new(TIMEOUT_KNOB, "must be greater than 0"));
+        }
+        if config.cassandra_max_writes_in_flight == 0 {
+            return Err(ConfigError::new(IN_FLIGHT_KNOB, "must be greater than 0"));
+        }
+        Ok(Self {
+            nodes,
+            keyspace,
+            consistency,
+            local_dc: config
+                .cassandra_local_dc
+                .clone()
+                .filter(|dc| !dc.trim().is_empty()),
+            credentials,
+            request_timeout: Duration::from_millis(config.cassandra_request_timeout_ms),
+            max_writes_in_flight: config.cassandra_max_writes_in_flight,
+            replication,
+            write_attempts: DEFAULT_WRITE_ATTEMPTS,
+            retry_base_delay: DEFAULT_RETRY_BASE_DELAY,
+            retry_max_delay: DEFAULT_RETRY_MAX_DELAY,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            schema_timeout: DEFAULT_SCHEMA_TIMEOUT,
+        })
+    }
+}
+
+/// Parses a consistency level by its CQL name, in any case (`local_quorum`, `ONE`, …).
+///
+/// Serial levels are rejected: they only apply to lightweight transactions,
+/// which this backend does not use.
+pub fn parse_consistency(name: &str) -> Result<Consistency, ConfigError> {
+    let consistency = match name.trim().to_ascii_lowercase().as_str() {
+        "any" => Consistency::Any,
+        "one" => Consistency::One,
+        "two" => Consistency::Two,
+        "three" => Consistency::Three,
+        "quorum" => Consistency::Quorum,
+        "all" => Consistency::All,
+        "local_quorum" => Consistency::LocalQuorum,
+        "each_quorum" => Consistency::EachQuorum,
+        "local_one" => Consistency::LocalOne,
+        other => {
+            return Err(ConfigError::new(
+                CONSISTENCY_KNOB,
+                format!(
+                    "unknown consistency {other:?} (expected one of any, one, two, three, quorum, all, \
+                     local_quorum, each_quorum, local_one)"
+                ),
+            ));
+        }
+    };
+    Ok(consistency)
+}
+
+/// A keyspace name is spliced into CQL text, so only plain identifiers pass:
+/// lower case (unquoted CQL folds case, and the driver's metadata would not
+/// match otherwise), digits and `_`, starting with a letter.
+fn validate_keyspace(name: &str) -> Result<String, ConfigError> {
+    let valid_start = name.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+    let valid_rest = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid_start || !valid_rest || name.len() > MAX_KEYSPACE_LEN {
+        return Err(ConfigError::new(
+            KEYSPACE_KNOB,
+            format!(
+                "{name:?} is not a keyspace name: use a lower-case letter followed by lower-case \
+                 letters, digits or '_', at most {MAX_KEYSPACE_LEN} characters"
+            ),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// The replication map is spliced into `CREATE KEYSPACE`; it must be one CQL
+/// map literal and nothing more.
+fn validate_replication(map: &str) -> Result<String, ConfigError> {
+    let map = map.trim();
+    let braced = map.starts_with('{') && map.ends_with('}');
+    let single = map.matches('{').count() == 1 && map.matches('}').count() == 1;
+    if !braced || !single || map.contains(';') || !map.contains("'class'") {
+        return Err(ConfigError::new(
+            REPLICATION_KNOB,
+            format!(
+                "{map:?} is not a replication map, e.g. {{'class': 'NetworkTopologyStrategy', 'dc1': 3}}"
+            ),
+        ));
+    }
+    Ok(map.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        let mut all = vec!["resume-server"];
+        all.extend_from_slice(args);
+        Config::from_env_and_args(all).expect("parses")
+    }
+
+    #[test]
+    fn defaults_give_working_settings() {
+        let settings = CassandraSettings::from_config(&config(&[])).expect("valid");
+        assert_eq!(settings.keyspace, "resume");
+        assert_eq!(settings.consistency, Consistency::LocalQuorum);
+        assert_eq!(settings.nodes, ["127.0.0.1:9042"]);
+        assert_eq!(settings.request_timeout, Duration::from_millis(2000));
+        assert!(settings.credentials.is_none());
+        assert!(settings.write_attempts >= 1);
+    }
+
+    #[test]
+    fn consistency_names_parse_in_any_case() {
+        assert_eq!(parse_consistency("ONE").unwrap(), Consistency::One);
+        assert_eq!(
+            parse_consistency(" local_one ").unwrap(),
+            Consistency::LocalOne
+        );
+        assert_eq!(
+            parse_consistency("Each_Quorum").unwrap(),
+            Consistency::EachQuorum
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_knob() {
+        let err = CassandraSettings::from_config(&config(&["--cassandra-consistency", "most"]))
+            .unwrap_err();
+        assert!(err.to_string().contains("--cassandra-consistency"), "{err}");
+        assert!(err.to_string().contains("most"), "{err}");
+
+        for keyspace in ["Resume", "1resume", "res-ume", "resume;drop", ""] {
+            let err = CassandraSettings::from_config(&config(&["--cassandra-keyspace", keyspace]))
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("--cassandra-keyspace"),
+                "{keyspace}: {err}"
+            );
+        }
+
+        for map in [
+            "SimpleStrategy",
+            "{'class': 'SimpleStrategy'}; DROP KEYSPACE x",
+            "{'a': 1}",
+        ] {
+            let err = CassandraSettings::from_config(&config(&["--cassandra-replication", map]))
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("--cassandra-replication"),
+                "{map}: {err}"
+            );
+        }
+
+        let err =
+            CassandraSettings::from_config(&config(&["--cassandra-user", "alice"])).unwrap_err();
+        assert!(err.to_string().contains("--cassandra-user"), "{err}");
+    }
+
+    #[test]
+    fn credentials_and_local_dc_are_taken() {
+        let settings = CassandraSettings::from_config(&config(&[
+            "--cassandra-user",
+            "alice",
+            "--cassandra-password",
+            "secret",
+            "--cassandra-local-dc",
+            "dc1",
+            "--cassandra-nodes",
+            "10.0.0.1:9042, 10.0.0.2:9042",
+        ]))
+        .expect("valid");
+        assert_eq!(
+            settings.credentials,
+            Some(("alice".into(), "secret".into()))
+        );
+        assert_eq!(settings.local_dc.as_deref(), Some("dc1"));
+        assert_eq!(settings.nodes, ["10.0.0.1:9042", "10.0.0.2:9042"]);
+    }
+}

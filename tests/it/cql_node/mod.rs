@@ -1,0 +1,208 @@
+//! A one-node Cassandra stand-in that speaks the native protocol (v4) over TCP,
+//! so the Cassandra store is tested through the real `scylla` driver: its
+//! handshake, metadata fetch, PREPARE/EXECUTE, routing, timeouts and errors.
+//!
+//! Frames are encoded and decoded with the `cassandra-protocol` crate; this
+//! module adds what a server needs on top: the connection loop ([`connection`]),
+//! a parser for the CQL the store and driver send ([`cql`]), and a small
+//! database with Cassandra's write-timestamp semantics and the system tables
+//! the driver reads ([`engine`]).
+//!
+//! Faults are injected with [`CqlTestNode::set_mode`]; the node's data can be
+//! inspected directly ([`CqlTestNode::stored`]) so tests check what reached the
+//! "database", not only what the store says. It is a test double, not a
+//! database: one node, no paging (every result is one page), no TTLs or
+//! batches.
+
+mod connection;
+pub mod cql;
+mod engine;
+pub mod types;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+use engine::Engine;
+
+/// How the node treats requests from now on (connections stay open in every mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeMode {
+    /// Answers every request.
+    Normal,
+    /// Reads requests and never answers them, like a node that hangs; requests
+    /// swallowed here are not applied.
+    Unresponsive,
+    /// Answers every request after this delay.
+    Slow(Duration),
+    /// Answers queries with errors: writes with a write timeout, everything
+    /// else with "unavailable". Handshakes and PREPARE still work.
+    Failing,
+}
+
+/// A statement the node has prepared, by id.
+struct PreparedEntry {
+    /// The parsed statement, re-checked against the schema at each EXECUTE.
+    statement: cql::Statement,
+    /// The keyspace in effect when it was prepared (for unqualified tables).
+    keyspace: Option<String>,
+}
+
+/// State shared by every connection of one node.
+struct Shared {
+    /// Keyspaces, tables and rows.
+    engine: Mutex<Engine>,
+    /// The current fault mode.
+    mode: Mutex<NodeMode>,
+    /// Prepared statements by id; ids are derived from the text, so a
+    /// re-prepare yields the same id, as the driver expects.
+    prepared: Mutex<HashMap<Vec<u8>, Arc<PreparedEntry>>>,
+    /// Texts of every statement prepared, in first-prepared order.
+    prepared_texts: Mutex<Vec<String>>,
+    /// INSERT/DELETE requests the node answered (applied or failed).
+    write_requests: AtomicU64,
+    /// QUERY/EXECUTE requests read and dropped while unresponsive.
+    swallowed_requests: AtomicU64,
+    /// INSERT/DELETE requests being handled right now.
+    writes_in_flight: AtomicU64,
+    /// The most INSERT/DELETE requests ever handled at once.
+    peak_writes_in_flight: AtomicU64,
+}
+
+/// Locks a mutex, ignoring poisoning: a panicking test task must not hide the
+/// node's state from the test that inspects it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A running test node; stops (closing every connection) when dropped.
+pub struct CqlTestNode {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept_loop: JoinHandle<()>,
+}
+
+impl CqlTestNode {
+    /// Starts an empty node (no keyspace, no table) on a free loopback port.
+    pub async fn start() -> CqlTestNode {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("bound address");
+        let shared = Arc::new(Shared {
+            engine: Mutex::new(Engine::new(addr.ip())),
+            mode: Mutex::new(NodeMode::Normal),
+            prepared: Mutex::new(HashMap::new()),
+            prepared_texts: Mutex::new(Vec::new()),
+            write_requests: AtomicU64::new(0),
+            swallowed_requests: AtomicU64::new(0),
+            writes_in_flight: AtomicU64::new(0),
+            peak_writes_in_flight: AtomicU64::new(0),
+        });
+        let accept_loop = tokio::spawn(accept(listener, Arc::clone(&shared)));
+        CqlTestNode {
+            addr,
+            shared,
+            accept_loop,
+        }
+    }
+
+    /// Starts a node with `schema.cql` already applied for keyspace `resume`.
+    pub async fn start_with_schema() -> CqlTestNode {
+        let node = Self::start().await;
+        node.apply_schema("resume");
+        node
+    }
+
+    /// Applies `schema.cql` for `keyspace` directly, without a client.
+    pub fn apply_schema(&self, keyspace: &str) {
+        let replication = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
+        let mut engine = lock(&self.shared.engine);
+        for text in resume_server::store::cassandra::schema_statements(keyspace, replication) {
+            let statement = cql::parse(&text).unwrap_or_else(|e| panic!("schema.cql: {e}: {text}"));
+            engine
+                .execute(&statement, &[], None, None)
+                .unwrap_or_else(|e| panic!("schema.cql: {}: {text}", e.message));
+        }
+    }
+
+    /// `host:port` to give the driver.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Changes how requests are treated from now on.
+    pub fn set_mode(&self, mode: NodeMode) {
+        *lock(&self.shared.mode) = mode;
+    }
+
+    /// The live `position_ms` of `(user, movie)` in any keyspace's
+    /// `playback_position`, with the write timestamp of that cell.
+    pub fn stored(&self, user: &str, movie: &str) -> Option<(i64, i64)> {
+        let engine = lock(&self.shared.engine);
+        let (bytes, timestamp) = engine.cell(
+            "playback_position",
+            &[types::text(user)],
+            &[types::text(movie)],
+            "position_ms",
+        )?;
+        let array: [u8; 8] = bytes.as_slice().try_into().ok()?;
+        Some((i64::from_be_bytes(array), timestamp))
+    }
+
+    /// Whether `keyspace.table` exists on the node.
+    pub fn has_table(&self, keyspace: &str, table: &str) -> bool {
+        lock(&self.shared.engine).has_table(keyspace, table)
+    }
+
+    /// Every statement text clients prepared, in first-prepared order (the
+    /// driver's own metadata queries included).
+    pub fn statements_prepared(&self) -> Vec<String> {
+        lock(&self.shared.prepared_texts).clone()
+    }
+
+    /// INSERT and DELETE requests the node has answered, successfully or with
+    /// an injected error (requests swallowed while unresponsive not counted).
+    pub fn write_requests(&self) -> u64 {
+        self.shared.write_requests.load(Ordering::SeqCst)
+    }
+
+    /// QUERY and EXECUTE requests read and dropped while [`NodeMode::Unresponsive`].
+    pub fn swallowed_requests(&self) -> u64 {
+        self.shared.swallowed_requests.load(Ordering::SeqCst)
+    }
+
+    /// The most INSERT/DELETE requests the node has had in hand at once.
+    pub fn peak_writes_in_flight(&self) -> u64 {
+        self.shared.peak_writes_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for CqlTestNode {
+    fn drop(&mut self) {
+        // The accept loop owns the connection tasks; aborting it ends them all.
+        self.accept_loop.abort();
+    }
+}
+
+async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(connection::serve(stream, Arc::clone(&shared)));
+                }
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
