@@ -4,6 +4,7 @@ mod continue_watching;
 mod cql_node;
 mod hostile;
 mod http_api;
+mod outages;
 mod sessions;
 mod signals;
 mod store_cassandra;

@@ -410,6 +410,27 @@ impl TestBackend {
         }
     }
 
+    /// The Cassandra kind on an in-process CQL test node, even when
+    /// `RESUME_TEST_CASSANDRA` names a real node (for tests that inject faults).
+    pub async fn with_test_node() -> Self {
+        let node = crate::cql_node::CqlTestNode::start_with_schema().await;
+        let address = node.addr().to_string();
+        let flags = [
+            "--store",
+            "cassandra",
+            "--cassandra-nodes",
+            &address,
+            "--cassandra-consistency",
+            "one",
+        ];
+        Self {
+            kind: BackendKind::Cassandra,
+            dir: tempfile::tempdir().expect("temp dir"),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            node: Some(node),
+        }
+    }
+
     /// Starts a server on this storage with extra flags.
     pub async fn start(&self, extra: &[&str]) -> TestServer {
         let mut args: Vec<&str> = self.flags.iter().map(String::as_str).collect();
