@@ -153,7 +153,15 @@ impl AuthKeys {
         let mut validation = Validation::new(algorithm);
         validation.leeway = LEEWAY_SECONDS;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured issuer or audience must be present, not only right when present.
+        let mut required = vec!["exp", "sub"];
+        if config.jwt_issuer.is_some() {
+            required.push("iss");
+        }
+        if config.jwt_audience.is_some() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         match &config.jwt_issuer {
             Some(issuer) => validation.set_issuer(&[issuer]),
             None => validation.iss = None,

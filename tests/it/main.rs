@@ -1,5 +1,6 @@
 //! Integration tests: one binary, real servers on port 0.
 
+mod auth;
 mod continue_watching;
 mod cql_node;
 mod hostile;
