@@ -1,5 +1,5 @@
 //! Tokens from an identity provider (RS256 / ES256 public keys), issuer and
-//! audience checks, algorithm confusion, and the `token` subcommand.
+//! audience checks, and algorithm confusion.
 
 use std::path::PathBuf;
 
@@ -125,64 +125,5 @@ async fn issuer_and_audience_are_checked_when_configured() {
             401,
             "{bad}"
         );
-    }
-}
-
-#[tokio::test]
-async fn the_token_subcommand_prints_a_token_the_server_accepts() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_resume-server"))
-        .args(["token", "--sub", "alice", "--ttl", "60"])
-        .env("RESUME_JWT_SECRET", crate::support::SECRET)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
-    let server = TestServer::start(&[]).await;
-    assert_eq!(status_with(&server, &token).await, 200);
-    // Without a secret it refuses, saying why.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_resume-server"))
-        .args(["token", "--sub", "alice"])
-        .env_remove("RESUME_JWT_SECRET")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("RESUME_JWT_SECRET"));
-}
-
-#[tokio::test]
-async fn invalid_configuration_fails_at_start_with_one_line_naming_the_knob() {
-    for (variable, value, knob) in [
-        (
-            "RESUME_COMPLETION_THRESHOLD",
-            "1.5",
-            "--completion-threshold",
-        ),
-        ("RESUME_JWT_SECRET", "too-short", "RESUME_JWT_SECRET"),
-        ("RESUME_FLUSH_INTERVAL_MS", "0", "--flush-interval-ms"),
-        (
-            "RESUME_JWT_PUBLIC_KEY",
-            "/no/such/key.pem",
-            "--jwt-public-key",
-        ),
-        ("RESUME_CATALOG", "/no/such/catalog.json", "catalog"),
-    ] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_resume-server"))
-            .env(variable, value)
-            .env("RESUME_LISTEN", "127.0.0.1:0")
-            .env("RESUME_DATA_DIR", tempfile::tempdir().unwrap().path())
-            .output()
-            .unwrap();
-        assert!(!output.status.success(), "{variable}={value} was accepted");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let message: Vec<_> = stderr
-            .lines()
-            .filter(|l| l.starts_with("resume-server:"))
-            .collect();
-        assert_eq!(message.len(), 1, "{stderr}");
-        assert!(message[0].contains(knob), "{variable}: {stderr}");
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real servers on port 0.
 
 mod auth;
+mod cli;
 mod continue_watching;
 mod cql_node;
 mod hostile;
