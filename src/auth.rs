@@ -306,6 +306,56 @@ mod tests {
         assert!(UserId::parse("a\nb").is_err());
     }
 
+    fn test_keys() -> AuthKeys {
+        let config = crate::config::Config::from_env_and_args([
+            "resume-server",
+            "--jwt-secret",
+            "a-secret-that-is-long-enough-for-hs256!",
+        ])
+        .unwrap();
+        AuthKeys::from_config(&config).unwrap()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_tokens_never_verify_and_never_panic(token in ".{0,300}") {
+            proptest::prop_assert!(test_keys().verify(&token).is_err());
+        }
+
+        #[test]
+        fn tampered_tokens_never_verify(index in 0usize..200, byte in proptest::num::u8::ANY) {
+            let keys = test_keys();
+            let token = keys.sign(&UserId::parse("alice").unwrap(), 60).unwrap();
+            let mut bytes = token.clone().into_bytes();
+            let index = index % bytes.len();
+            proptest::prop_assume!(bytes[index] != byte);
+            bytes[index] = byte;
+            let tampered = String::from_utf8_lossy(&bytes).into_owned();
+            // Base64url padding bits can make a different string decode to the same bytes.
+            if let Ok(user) = keys.verify(&tampered) {
+                proptest::prop_assert_eq!(user.as_str(), "alice");
+            }
+        }
+
+        #[test]
+        fn query_strings_never_panic(query in ".{0,200}") {
+            let _ = form_urlencoded_value(&query, "access_token");
+        }
+
+        #[test]
+        fn user_ids_are_accepted_exactly_when_within_the_rules(raw in ".{0,200}") {
+            let valid = !raw.is_empty() && raw.len() <= MAX_USER_ID_BYTES && !raw.chars().any(char::is_control);
+            proptest::prop_assert_eq!(UserId::parse(&raw).is_ok(), valid);
+        }
+    }
+
+    #[test]
+    fn signed_tokens_round_trip() {
+        let keys = test_keys();
+        let token = keys.sign(&UserId::parse("alice").unwrap(), 60).unwrap();
+        assert_eq!(keys.verify(&token).unwrap().as_str(), "alice");
+    }
+
     #[test]
     fn access_token_is_read_from_the_query() {
         assert_eq!(

@@ -157,6 +157,27 @@ mod tests {
         assert!(threshold.is_completed(100_000, 100_000));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_position_is_refused_or_within_the_title(seconds in proptest::num::f64::ANY, duration in 1u64..10_000_000) {
+            match position_ms_from_seconds(seconds, duration) {
+                Ok(ms) => proptest::prop_assert!(ms <= duration && seconds >= 0.0),
+                Err(_) => proptest::prop_assert!(!seconds.is_finite() || seconds < 0.0),
+            }
+        }
+
+        #[test]
+        fn resuming_never_starts_past_the_threshold(saved in 0u64..20_000_000, duration in 1u64..10_000_000, fraction in 0.01f64..=1.0) {
+            let threshold = CompletionThreshold::from_fraction(fraction);
+            let decision = resume_position(Some(saved), duration, threshold);
+            proptest::prop_assert!(decision.position_ms <= duration);
+            proptest::prop_assert_eq!(decision.completed, threshold.is_completed(saved, duration));
+            if decision.completed {
+                proptest::prop_assert_eq!(decision.position_ms, 0);
+            }
+        }
+    }
+
     #[test]
     fn positions_are_validated_and_clamped() {
         assert_eq!(position_ms_from_seconds(12.3456, 60_000), Ok(12_346));

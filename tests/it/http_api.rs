@@ -379,3 +379,50 @@ async fn demo_mode_mints_tokens_that_only_this_server_accepts() {
     assert_eq!(response.status(), 401);
     assert_eq!(login("").await.unwrap().status(), 400);
 }
+
+#[tokio::test]
+async fn cors_answers_only_configured_origins() {
+    let preflight = |server: &TestServer, origin: &'static str| {
+        server
+            .http
+            .request(
+                reqwest::Method::OPTIONS,
+                server.url("/api/v1/stream?movie_id=clock"),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let same_origin_only = TestServer::start(&[]).await;
+    let response = preflight(&same_origin_only, "https://player.example")
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
+    let configured = TestServer::start(&["--allowed-origins", "https://player.example"]).await;
+    let response = preflight(&configured, "https://player.example")
+        .await
+        .unwrap();
+    assert_eq!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some("https://player.example")
+    );
+    let response = preflight(&configured, "https://evil.example")
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
