@@ -105,6 +105,16 @@ pub async fn run(
 ) -> Result<(), RunError> {
     config.validate()?;
     let store = open_store(&config).await?;
+    run_with_store(config, store, listener, shutdown).await
+}
+
+/// [`run`] with a store the caller opened (tests wrap stores to inject faults).
+pub async fn run_with_store(
+    config: Config,
+    store: SharedStore,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let state = build_state(&config, store)?;
     let app = http::app(state.clone(), &config.static_dir);
     tracing::info!(address = %listener.local_addr()?, store = ?config.store, "listening");

@@ -4,6 +4,7 @@ mod auth;
 mod cli;
 mod continue_watching;
 mod cql_node;
+mod faulty_store;
 mod hostile;
 mod http_api;
 mod outages;

@@ -77,15 +77,36 @@ impl TestServer {
 
     /// A server with a complete config (its `listen` is ignored: port 0 on loopback).
     pub async fn start_with(config: Config) -> Self {
+        Self::start_serving(config, None).await
+    }
+
+    /// A server on a store the test built (to inject faults).
+    pub async fn start_with_store(
+        config: Config,
+        store: resume_server::store::SharedStore,
+    ) -> Self {
+        Self::start_serving(config, Some(store)).await
+    }
+
+    async fn start_serving(
+        config: Config,
+        store: Option<resume_server::store::SharedStore>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let data_dir = config.data_dir.clone();
-        let task = tokio::spawn(resume_server::run(config, listener, async move {
+        let stopped = async move {
             let _ = stopped.await;
-        }));
+        };
+        let task = match store {
+            Some(store) => tokio::spawn(resume_server::run_with_store(
+                config, store, listener, stopped,
+            )),
+            None => tokio::spawn(resume_server::run(config, listener, stopped)),
+        };
         let server = Self {
             addr,
             data_dir,

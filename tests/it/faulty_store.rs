@@ -1,0 +1,108 @@
+//! A failing embedded store: readiness follows it, sessions ride it out, and
+//! every latest position lands once it recovers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use resume_server::store::embedded::EmbeddedStore;
+use resume_server::store::{PositionStore, PositionWrite, SavedPosition, StoreError};
+
+use crate::support::{TestServer, test_config, wait_until};
+
+/// The embedded store, behind a switch that makes every call fail.
+struct FaultyStore {
+    inner: EmbeddedStore,
+    failing: AtomicBool,
+}
+
+impl FaultyStore {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable("injected fault".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl PositionStore for FaultyStore {
+    async fn put(&self, write: PositionWrite) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.put(write).await
+    }
+    async fn delete(&self, user: &str, movie: &str, at: i64) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.delete(user, movie, at).await
+    }
+    async fn get(&self, user: &str, movie: &str) -> Result<Option<SavedPosition>, StoreError> {
+        self.check()?;
+        self.inner.get(user, movie).await
+    }
+    async fn list(&self, user: &str) -> Result<Vec<SavedPosition>, StoreError> {
+        self.check()?;
+        self.inner.list(user).await
+    }
+    async fn check_health(&self) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.check_health().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_embedded_store_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FaultyStore {
+        inner: EmbeddedStore::open(dir.path()).unwrap(),
+        failing: AtomicBool::new(false),
+    });
+    let config = test_config(dir.path(), &["--flush-interval-ms", "100"]);
+    let server = TestServer::start_with_store(config, store.clone()).await;
+    let mut sessions = Vec::new();
+    for i in 0..20 {
+        let (mut session, _) = server.session(&format!("viewer-{i}"), "inception").await;
+        session.tick(1.0 + i as f64).await;
+        session.expect_saved(1.0 + i as f64).await;
+        sessions.push(session);
+    }
+    store.failing.store(true, Ordering::SeqCst);
+    let ready = || async {
+        server
+            .http
+            .get(server.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(ready().await, 503);
+    // The read path says so plainly, without internals.
+    let response = server
+        .get("viewer-0", "/api/v1/stream?movie_id=inception")
+        .await;
+    assert_eq!(response.status(), 503);
+    let body = response.text().await.unwrap();
+    assert!(!body.contains("injected"), "{body}");
+    for (i, session) in sessions.iter_mut().enumerate() {
+        session.tick(500.0 + i as f64).await;
+    }
+    wait_until("the writes fail", || async {
+        server
+            .metric("resume_store_writes_total", "outcome=\"Failed\"")
+            .await
+            >= 20.0
+    })
+    .await;
+    assert_eq!(server.metric("resume_live_sessions", "").await, 20.0);
+    store.failing.store(false, Ordering::SeqCst);
+    assert_eq!(ready().await, 200);
+    for (i, session) in sessions.iter_mut().enumerate() {
+        session.expect_saved(500.0 + i as f64).await;
+    }
+    for i in 0..20 {
+        let stream = server.stream(&format!("viewer-{i}"), "inception").await;
+        assert_eq!(stream["resume_position_seconds"], 500.0 + i as f64);
+    }
+}
