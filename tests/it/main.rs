@@ -7,6 +7,7 @@ mod cql_node;
 mod faulty_store;
 mod hostile;
 mod http_api;
+mod loadgen_smoke;
 mod outages;
 mod sessions;
 mod signals;

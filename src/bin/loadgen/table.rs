@@ -1,0 +1,433 @@
+//! Turns the JSON reports of `bench/run.sh` into one Markdown table: the median
+//! of each figure over the runs, next to its target from issue 7.
+//!
+//! Reports are found by file name: `<kind>-<target>-<run>.json`, e.g.
+//! `sessions-server-1.json`, `lookup-bare-2.json`, `store-paced-1.json`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::coordinator::RunReport;
+use crate::lookup::LookupReport;
+use crate::store_bench::StoreReport;
+
+fn load<T: DeserializeOwned>(dir: &Path, prefix: &str) -> Result<Vec<T>, String> {
+    let mut reports = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let Some(rest) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        if !rest.ends_with(".json") || !rest[..rest.len() - 5].chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{name}: {e}"))?;
+        reports.push(serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?);
+    }
+    Ok(reports)
+}
+
+/// Median of `field` over `reports` (NaN when there are none).
+fn median<T>(reports: &[T], field: impl Fn(&T) -> f64) -> f64 {
+    let mut values: Vec<f64> = reports.iter().map(field).collect();
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**missed**",
+        None => "",
+    }
+}
+
+struct Table {
+    out: String,
+}
+
+impl Table {
+    fn row(
+        &mut self,
+        scenario: &str,
+        figure: &str,
+        value: String,
+        target: &str,
+        met: Option<bool>,
+    ) {
+        let _ = writeln!(
+            self.out,
+            "| {scenario} | {figure} | {value} | {target} | {} |",
+            verdict(met)
+        );
+    }
+}
+
+/// The table for the reports in `dir`.
+pub fn render(dir: &Path) -> Result<String, String> {
+    let ws: Vec<RunReport> = load(dir, "sessions-server-")?;
+    let bare: Vec<RunReport> = load(dir, "sessions-bare-")?;
+    let http: Vec<RunReport> = load(dir, "http-server-")?;
+    let lookups: Vec<LookupReport> = load(dir, "lookup-server-")?;
+    let constant: Vec<LookupReport> = load(dir, "lookup-bare-")?;
+    let store_max: Vec<StoreReport> = load(dir, "store-max-")?;
+    let store_paced: Vec<StoreReport> = load(dir, "store-paced-")?;
+    let mut t = Table { out: String::new() };
+    let runs = ws.len().max(bare.len()).max(http.len()).max(lookups.len());
+    let _ = writeln!(t.out, "Medians of {runs} run(s).\n");
+    let _ = writeln!(t.out, "| Scenario | Figure | Value | Target | |");
+    let _ = writeln!(t.out, "|---|---|---|---|---|");
+
+    let sessions = median(&ws, |r| r.connected as f64);
+    let planned = median(&ws, |r| r.viewers as f64);
+    let rss = median(&ws, |r| r.rss_per_viewer_bytes) / 1024.0;
+    let cpu = median(&ws, |r| r.cpu_us_per_message);
+    let connects = median(&ws, |r| r.connects_per_second);
+    let errors = median(&ws, |r| (r.errors + r.unexpected_closes) as f64);
+    let wrong = median(&ws, |r| r.check_wrong as f64);
+    let s = "1 sessions";
+    t.row(
+        s,
+        "sessions connected",
+        format!("{sessions:.0} of {planned:.0}"),
+        "19,000",
+        Some(sessions >= 19_000.0),
+    );
+    t.row(
+        s,
+        "plateau window",
+        format!("{:.0} s", median(&ws, |r| r.window_seconds)),
+        "≥ 60 s",
+        Some(median(&ws, |r| r.window_seconds) >= 60.0),
+    );
+    t.row(
+        s,
+        "authenticated upgrades/s",
+        format!("{connects:.0}"),
+        "≥ 5,000",
+        Some(connects >= 5000.0),
+    );
+    t.row(
+        s,
+        "hello latency p50 / p99 / max",
+        format!(
+            "{:.1} / {:.1} / {:.1} ms",
+            median(&ws, |r| r.hello_p50_ms),
+            median(&ws, |r| r.hello_p99_ms),
+            median(&ws, |r| r.hello_max_ms)
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "server RSS per session",
+        format!("{rss:.2} KiB"),
+        "≤ 8 KiB",
+        Some(rss <= 8.0),
+    );
+    t.row(
+        s,
+        "server CPU per tick",
+        format!("{cpu:.1} µs"),
+        "a few µs",
+        None,
+    );
+    t.row(
+        s,
+        "ticks accepted in window",
+        format!("{:.0}", median(&ws, |r| r.window_ticks)),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "`saved` acks / delay beyond flush p50 / p99 / max",
+        format!(
+            "{:.0} / {:.1} / {:.1} / {:.1} ms",
+            median(&ws, |r| r.acks as f64),
+            median(&ws, |r| r.ack_delay_p50_ms),
+            median(&ws, |r| r.ack_delay_p99_ms),
+            median(&ws, |r| r.ack_delay_max_ms)
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "store writes/s at plateau",
+        format!(
+            "{:.0}",
+            median(&ws, |r| r.window_writes / r.window_seconds.max(1e-9))
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "errors + unexpected closes",
+        format!("{errors:.0}"),
+        "0",
+        Some(errors == 0.0),
+    );
+    t.row(
+        s,
+        "final positions wrong (sampled)",
+        format!("{wrong:.0} of {:.0}", median(&ws, |r| r.checked as f64)),
+        "0",
+        Some(wrong == 0.0),
+    );
+
+    let s = "2 bare sink";
+    let bare_rss = median(&bare, |r| r.rss_per_viewer_bytes) / 1024.0;
+    let bare_cpu = median(&bare, |r| r.cpu_us_per_message);
+    let rss_ratio = rss / bare_rss;
+    let cpu_ratio = cpu / bare_cpu;
+    t.row(
+        s,
+        "bare sink RSS per session",
+        format!("{bare_rss:.2} KiB"),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "bare sink CPU per tick",
+        format!("{bare_cpu:.1} µs"),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "bare sink upgrades/s",
+        format!("{:.0}", median(&bare, |r| r.connects_per_second)),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "memory per session, server ÷ bare",
+        format!("{rss_ratio:.2}×"),
+        "≤ 1.5×",
+        Some(rss_ratio <= 1.5),
+    );
+    t.row(
+        s,
+        "CPU per tick, server ÷ bare",
+        format!("{cpu_ratio:.2}×"),
+        "≤ 1.3×",
+        Some(cpu_ratio <= 1.3),
+    );
+
+    let s = "3 HTTP vs WS";
+    let ws_vs = median(&ws, |r| r.cpu_us_per_viewer_second);
+    let http_vs = median(&http, |r| r.cpu_us_per_viewer_second);
+    t.row(
+        s,
+        "CPU per viewer-second: WS ticking 1/s",
+        format!("{ws_vs:.1} µs"),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "CPU per viewer-second: HTTP POST every 4 s",
+        format!("{http_vs:.1} µs"),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "store writes per viewer-minute: WS / HTTP",
+        format!(
+            "{:.1} / {:.1}",
+            median(&ws, |r| r.writes_per_viewer_minute),
+            median(&http, |r| r.writes_per_viewer_minute)
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "server RSS per viewer: HTTP keep-alive",
+        format!(
+            "{:.2} KiB",
+            median(&http, |r| r.rss_per_viewer_bytes) / 1024.0
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "HTTP POST latency p50 / p99",
+        format!(
+            "{:.1} / {:.1} ms",
+            median(&http, |r| r.request_p50_ms),
+            median(&http, |r| r.request_p99_ms)
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "HTTP errors; final positions wrong",
+        format!(
+            "{:.0}; {:.0} of {:.0}",
+            median(&http, |r| (r.errors + r.unexpected_closes) as f64),
+            median(&http, |r| r.check_wrong as f64),
+            median(&http, |r| r.checked as f64)
+        ),
+        "0",
+        Some(median(&http, |r| (r.errors + r.check_wrong as u64) as f64) == 0.0),
+    );
+
+    let s = "4 lookups";
+    let per_s = median(&lookups, |r| r.per_second);
+    let constant_per_s = median(&constant, |r| r.per_second);
+    let p99 = median(&lookups, |r| r.p99_ms);
+    let ratio = per_s / constant_per_s;
+    let concurrency = median(&lookups, |r| r.concurrency as f64);
+    t.row(
+        s,
+        &format!("GET /api/v1/stream at concurrency {concurrency:.0}"),
+        format!(
+            "{per_s:.0} /s, p50 {:.2} ms, p99 {p99:.2} ms",
+            median(&lookups, |r| r.p50_ms)
+        ),
+        "p99 < 2 ms",
+        Some(p99 < 2.0),
+    );
+    t.row(
+        s,
+        "constant-body handler with the same JWT check",
+        format!(
+            "{constant_per_s:.0} /s, p50 {:.2} ms, p99 {:.2} ms",
+            median(&constant, |r| r.p50_ms),
+            median(&constant, |r| r.p99_ms)
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "throughput, lookup ÷ constant",
+        format!("{ratio:.2}×"),
+        "≥ 0.7×",
+        Some(ratio >= 0.7),
+    );
+    t.row(
+        s,
+        "lookup errors",
+        format!("{:.0}", median(&lookups, |r| r.errors as f64)),
+        "0",
+        Some(median(&lookups, |r| r.errors as f64) == 0.0),
+    );
+
+    let s = "5 storm";
+    let storm = |f: fn(&crate::coordinator::StormReport) -> f64| {
+        median(&ws, |r| r.storm.as_ref().map_or(f64::NAN, f))
+    };
+    t.row(
+        s,
+        "all sessions back after a simultaneous drop",
+        format!(
+            "{:.1} s ({:.0} of {:.0})",
+            storm(|s| s.seconds),
+            storm(|s| s.reconnected as f64),
+            storm(|s| s.expected as f64)
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "reconnect latency p50 / p99",
+        format!(
+            "{:.0} / {:.0} ms",
+            storm(|s| s.hello_p50_ms),
+            storm(|s| s.hello_p99_ms)
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "refused and retried attempts",
+        format!("{:.0}", storm(|s| s.retries as f64)),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "hellos behind the last tick sent",
+        format!("{:.0}", storm(|s| s.hello_behind as f64)),
+        "",
+        None,
+    );
+
+    let s = "6 store";
+    t.row(
+        s,
+        "closed loop: writes/s, writes per fsync",
+        format!(
+            "{:.0} /s, {:.0} per commit ({:.0} writers, p99 {:.1} ms)",
+            median(&store_max, |r| r.writes_per_second),
+            median(&store_max, |r| r.writes_per_commit),
+            median(&store_max, |r| r.writers as f64),
+            median(&store_max, |r| r.p99_ms)
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "paced like the sessions: writes/s, writes per fsync",
+        format!(
+            "{:.0} /s, {:.0} per commit (p99 {:.1} ms)",
+            median(&store_paced, |r| r.writes_per_second),
+            median(&store_paced, |r| r.writes_per_commit),
+            median(&store_paced, |r| r.p99_ms)
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "store errors",
+        format!(
+            "{:.0}",
+            median(&store_max, |r| r.errors as f64) + median(&store_paced, |r| r.errors as f64)
+        ),
+        "0",
+        Some(
+            median(&store_max, |r| r.errors as f64) + median(&store_paced, |r| r.errors as f64)
+                == 0.0,
+        ),
+    );
+    Ok(t.out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0], |v| *v), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0], |v| *v), 2.5);
+        assert!(median::<f64>(&[], |v| *v).is_nan());
+    }
+}

@@ -1,0 +1,137 @@
+//! The load generator in miniature, so that it cannot rot: a few hundred
+//! sessions for a few seconds against an in-process server, spread over two
+//! loadgen processes, with a reconnect storm; then HTTP progress, lookups and
+//! the embedded-store bench. Asserts correctness only, never speed.
+
+use serde_json::Value;
+use tokio::process::Command;
+
+use crate::support::{SECRET, TestServer};
+
+/// Runs the built `loadgen` binary and returns its JSON report.
+async fn loadgen(args: &[&str]) -> Value {
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(args)
+            .env("RESUME_JWT_SECRET", SECRET)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("loadgen finishes in time")
+    .expect("loadgen runs");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "loadgen {args:?} failed:\n{log}");
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("loadgen report is JSON ({e}):\n{log}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_storm_and_final_positions() {
+    let server = TestServer::start(&[]).await;
+    let addr = server.addr.to_string();
+    let pid = std::process::id().to_string();
+    let report = loadgen(&[
+        "sessions",
+        "--addr",
+        &addr,
+        "--server-pid",
+        &pid,
+        "--viewers",
+        "300",
+        "--processes",
+        "2",
+        "--connect-rate",
+        "2000",
+        "--tick-rate",
+        "2",
+        "--duration",
+        "2",
+        "--settle",
+        "0.5",
+        "--check-every",
+        "1",
+        "--storm",
+    ])
+    .await;
+    assert_eq!(report["connected"], 300, "{report:#}");
+    assert_eq!(report["errors"], 0, "{report:#}");
+    assert_eq!(report["unexpected_closes"], 0, "{report:#}");
+    assert!(report["sent"].as_u64().unwrap() >= 300, "{report:#}");
+    // Flushes every 200 ms in tests: every session has had writes acknowledged.
+    assert!(report["acks"].as_u64().unwrap() >= 300, "{report:#}");
+    assert!(report["window_ticks"].as_f64().unwrap() > 0.0, "{report:#}");
+    assert_eq!(report["storm"]["expected"], 300, "{report:#}");
+    assert_eq!(report["storm"]["reconnected"], 300, "{report:#}");
+    assert_eq!(report["checked"], 300, "{report:#}");
+    assert_eq!(report["check_wrong"], 0, "{report:#}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_progress_then_lookups() {
+    let server = TestServer::start(&[]).await;
+    let addr = server.addr.to_string();
+    let report = loadgen(&[
+        "http",
+        "--addr",
+        &addr,
+        "--viewers",
+        "100",
+        "--interval-ms",
+        "300",
+        "--duration",
+        "1.5",
+        "--settle",
+        "0.2",
+        "--check-every",
+        "1",
+    ])
+    .await;
+    assert_eq!(report["connected"], 100, "{report:#}");
+    assert_eq!(report["errors"], 0, "{report:#}");
+    assert!(report["acks"].as_u64().unwrap() >= 100, "{report:#}");
+    assert!(
+        report["window_writes"].as_f64().unwrap() > 0.0,
+        "{report:#}"
+    );
+    assert_eq!(report["checked"], 100, "{report:#}");
+    assert_eq!(report["check_wrong"], 0, "{report:#}");
+
+    let lookups = loadgen(&[
+        "lookup",
+        "--addr",
+        &addr,
+        "--concurrency",
+        "4",
+        "--duration",
+        "1",
+        "--users",
+        "100",
+    ])
+    .await;
+    assert_eq!(lookups["errors"], 0, "{lookups:#}");
+    assert!(lookups["requests"].as_u64().unwrap() > 0, "{lookups:#}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_bench_counts_commits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store");
+    let report = loadgen(&[
+        "store",
+        "--data-dir",
+        path.to_str().unwrap(),
+        "--writers",
+        "32",
+        "--duration",
+        "0.5",
+    ])
+    .await;
+    assert_eq!(report["errors"], 0, "{report:#}");
+    let writes = report["writes"].as_u64().unwrap();
+    let commits = report["commits"].as_u64().unwrap();
+    assert!(writes > 0 && commits > 0 && commits <= writes, "{report:#}");
+}
