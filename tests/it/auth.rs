@@ -36,18 +36,6 @@ async fn server_with_public_key(
     (TestServer::start_with(config).await, dir)
 }
 
-async fn status_with(server: &TestServer, token: &str) -> u16 {
-    server
-        .http
-        .get(server.url("/api/v1/stream?movie_id=clock"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 #[tokio::test]
 async fn rs256_tokens_from_the_identity_provider_are_accepted() {
     let (server, _dir) = server_with_public_key("rsa_public.pem", &[]).await;
@@ -58,17 +46,17 @@ async fn rs256_tokens_from_the_identity_provider_are_accepted() {
         &private,
         json!({"sub":"alice","exp":unix_in(600)}),
     );
-    assert_eq!(status_with(&server, &good).await, 200);
+    assert_eq!(server.status_with_token(&good).await, 200);
     let expired = signed(
         Algorithm::RS256,
         &private,
         json!({"sub":"alice","exp":unix_in(-600)}),
     );
-    assert_eq!(status_with(&server, &expired).await, 401);
+    assert_eq!(server.status_with_token(&expired).await, 401);
     // Algorithm confusion: an HS256 token "signed" with the public key's bytes.
     let public_pem = std::fs::read_to_string(fixture("rsa_public.pem")).unwrap();
     let confused = token_with(json!({"sub":"alice","exp":unix_in(600)}), &public_pem);
-    assert_eq!(status_with(&server, &confused).await, 401);
+    assert_eq!(server.status_with_token(&confused).await, 401);
     // Without a shared secret there is no demo login.
     let response = server
         .http
@@ -90,7 +78,7 @@ async fn es256_tokens_from_the_identity_provider_are_accepted() {
         &private,
         json!({"sub":"alice","exp":unix_in(600)}),
     );
-    assert_eq!(status_with(&server, &good).await, 200);
+    assert_eq!(server.status_with_token(&good).await, 200);
     let rsa =
         EncodingKey::from_rsa_pem(&std::fs::read(fixture("rsa_private.pem")).unwrap()).unwrap();
     let wrong_algorithm = signed(
@@ -98,7 +86,7 @@ async fn es256_tokens_from_the_identity_provider_are_accepted() {
         &rsa,
         json!({"sub":"alice","exp":unix_in(600)}),
     );
-    assert_eq!(status_with(&server, &wrong_algorithm).await, 401);
+    assert_eq!(server.status_with_token(&wrong_algorithm).await, 401);
 }
 
 #[tokio::test]
@@ -113,7 +101,7 @@ async fn issuer_and_audience_are_checked_when_configured() {
     let token = |claims: Value| signed(Algorithm::RS256, &private, claims);
     let exp = unix_in(600);
     let good = token(json!({"sub":"alice","exp":exp,"iss":"https://id.example","aud":"resume"}));
-    assert_eq!(status_with(&server, &good).await, 200);
+    assert_eq!(server.status_with_token(&good).await, 200);
     for bad in [
         json!({"sub":"alice","exp":exp,"iss":"https://evil.example","aud":"resume"}),
         json!({"sub":"alice","exp":exp,"iss":"https://id.example","aud":"other"}),
@@ -121,7 +109,7 @@ async fn issuer_and_audience_are_checked_when_configured() {
         json!({"sub":"alice","exp":exp,"iss":"https://id.example"}),
     ] {
         assert_eq!(
-            status_with(&server, &token(bad.clone())).await,
+            server.status_with_token(&token(bad.clone())).await,
             401,
             "{bad}"
         );

@@ -4,18 +4,6 @@
 use crate::cql_node::CqlTestNode;
 use crate::support::TestServer;
 
-async fn status_with(server: &TestServer, token: &str) -> u16 {
-    server
-        .http
-        .get(server.url("/api/v1/stream?movie_id=clock"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 #[tokio::test]
 async fn the_token_subcommand_prints_a_token_the_server_accepts() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_resume-server"))
@@ -30,7 +18,7 @@ async fn the_token_subcommand_prints_a_token_the_server_accepts() {
     );
     let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
     let server = TestServer::start(&[]).await;
-    assert_eq!(status_with(&server, &token).await, 200);
+    assert_eq!(server.status_with_token(&token).await, 200);
     // Without a secret it refuses, saying why.
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_resume-server"))
         .args(["token", "--sub", "alice"])

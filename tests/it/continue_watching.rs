@@ -139,12 +139,8 @@ async fn delete_removes_until_a_newer_write(backend: TestBackend) {
     send(&server, "alice", "clock", 30.0).await;
     send(&server, "alice", "testcard", 40.0).await;
     let delete = server
-        .http
-        .delete(server.url("/api/v1/progress/clock"))
-        .bearer_auth(crate::support::token("alice"))
-        .send()
-        .await
-        .unwrap();
+        .send(reqwest::Method::DELETE, "alice", "/api/v1/progress/clock")
+        .await;
     assert_eq!(delete.status(), 204);
     assert_eq!(ids(&list(&server, "alice", "").await), ["testcard"]);
     assert_eq!(
@@ -164,12 +160,12 @@ async fn delete_removes_until_a_newer_write(backend: TestBackend) {
     // Deleting another user's title changes nothing of theirs.
     send(&server, "bob", "testcard", 10.0).await;
     let delete = server
-        .http
-        .delete(server.url("/api/v1/progress/testcard"))
-        .bearer_auth(crate::support::token("alice"))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            reqwest::Method::DELETE,
+            "alice",
+            "/api/v1/progress/testcard",
+        )
+        .await;
     assert_eq!(delete.status(), 204);
     assert_eq!(ids(&list(&server, "bob", "").await), ["testcard"]);
 }
@@ -184,12 +180,8 @@ async fn a_flush_stamped_before_the_delete_stays_deleted(backend: TestBackend) {
     })
     .await;
     let delete = server
-        .http
-        .delete(server.url("/api/v1/progress/clock"))
-        .bearer_auth(crate::support::token("alice"))
-        .send()
-        .await
-        .unwrap();
+        .send(reqwest::Method::DELETE, "alice", "/api/v1/progress/clock")
+        .await;
     assert_eq!(delete.status(), 204);
     session.close().await;
     wait_until("the session has written and ended", || async {
@@ -213,24 +205,24 @@ async fn watched_starts_over_and_leaves_the_list(backend: TestBackend) {
     let server = backend.start(&[]).await;
     send(&server, "alice", "clock", 30.0).await;
     let response = server
-        .http
-        .put(server.url("/api/v1/progress/clock/watched"))
-        .bearer_auth(crate::support::token("alice"))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            reqwest::Method::PUT,
+            "alice",
+            "/api/v1/progress/clock/watched",
+        )
+        .await;
     assert_eq!(response.status(), 204);
     let stream = server.stream("alice", "clock").await;
     assert_eq!(stream["resume_position_seconds"], 0.0);
     assert_eq!(stream["completed"], true);
     assert!(list(&server, "alice", "").await.is_empty());
     let response = server
-        .http
-        .put(server.url("/api/v1/progress/nope/watched"))
-        .bearer_auth(crate::support::token("alice"))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            reqwest::Method::PUT,
+            "alice",
+            "/api/v1/progress/nope/watched",
+        )
+        .await;
     assert_eq!(response.status(), 404);
 }
 

@@ -67,17 +67,7 @@ async fn a_failing_embedded_store_loses_nothing() {
         sessions.push(session);
     }
     store.failing.store(true, Ordering::SeqCst);
-    let ready = || async {
-        server
-            .http
-            .get(server.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    };
-    assert_eq!(ready().await, 503);
+    assert_eq!(server.ready_status().await, 503);
     // The read path says so plainly, without internals.
     let response = server
         .get("viewer-0", "/api/v1/stream?movie_id=inception")
@@ -97,7 +87,7 @@ async fn a_failing_embedded_store_loses_nothing() {
     .await;
     assert_eq!(server.metric("resume_live_sessions", "").await, 20.0);
     store.failing.store(false, Ordering::SeqCst);
-    assert_eq!(ready().await, 200);
+    assert_eq!(server.ready_status().await, 200);
     for (i, session) in sessions.iter_mut().enumerate() {
         session.expect_saved(500.0 + i as f64).await;
     }

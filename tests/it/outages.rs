@@ -8,17 +8,6 @@ use crate::support::{BackendKind, Session, TestBackend, wait_until};
 
 const SESSIONS: usize = 40;
 
-async fn ready_status(server: &crate::support::TestServer) -> u16 {
-    server
-        .http
-        .get(server.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 async fn outage_then_recovery(mode: NodeMode) {
     if std::env::var("RESUME_TEST_CASSANDRA").is_ok_and(|v| !v.is_empty()) {
         eprintln!(
@@ -48,11 +37,11 @@ async fn outage_then_recovery(mode: NodeMode) {
         session.expect_saved(100.0 + i as f64).await;
         sessions.push(session);
     }
-    assert_eq!(ready_status(&server).await, 200);
+    assert_eq!(server.ready_status().await, 200);
 
     node.set_mode(mode);
     wait_until("readyz reports the store down", || async {
-        ready_status(&server).await == 503
+        server.ready_status().await == 503
     })
     .await;
     // Players keep playing through the outage.
@@ -87,7 +76,7 @@ async fn outage_then_recovery(mode: NodeMode) {
 
     node.set_mode(NodeMode::Normal);
     wait_until("readyz recovers", || async {
-        ready_status(&server).await == 200
+        server.ready_status().await == 200
     })
     .await;
     for (i, session) in sessions.iter_mut().enumerate() {

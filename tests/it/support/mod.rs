@@ -153,6 +153,39 @@ impl TestServer {
             .expect("request")
     }
 
+    /// Any method with a user's token.
+    pub async fn send(&self, method: reqwest::Method, user: &str, path: &str) -> reqwest::Response {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(token(user))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The status of the read path for an arbitrary bearer token.
+    pub async fn status_with_token(&self, bearer: &str) -> u16 {
+        self.http
+            .get(self.url("/api/v1/stream?movie_id=clock"))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
+    /// The status of `/readyz`.
+    pub async fn ready_status(&self) -> u16 {
+        self.http
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
     /// The read path's answer for `user` and `movie`.
     pub async fn stream(&self, user: &str, movie: &str) -> Value {
         let response = self
