@@ -335,6 +335,12 @@ impl Config {
                 ));
             }
         }
+        if self.demo_login && self.jwt_public_key.is_some() {
+            return Err(ConfigError::new(
+                "--demo-login / RESUME_DEMO_LOGIN",
+                "needs RESUME_JWT_SECRET: the server cannot sign tokens with a public key",
+            ));
+        }
         if self.store == StoreKind::Cassandra
             && self.cassandra_nodes.iter().all(|n| n.trim().is_empty())
         {

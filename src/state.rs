@@ -19,6 +19,9 @@ use crate::resume::{CompletionThreshold, ResumeDecision, resume_position};
 use crate::session::{SessionRegistry, SessionSettings};
 use crate::store::{SavedPosition, SharedStore};
 
+/// A session whose client takes no message for this long is treated as gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Settings the HTTP layer reads per request.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -71,7 +74,7 @@ impl AppState {
             ping_interval: Duration::from_millis(config.ping_interval_ms),
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
             tick_rate: config.tick_rate,
-            send_timeout: Duration::from_secs(10),
+            send_timeout: SEND_TIMEOUT,
         };
         let http = HttpSettings {
             threshold: CompletionThreshold::from_fraction(config.completion_threshold),

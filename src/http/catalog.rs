@@ -24,17 +24,14 @@ pub fn router(demo_login: bool) -> Router<AppState> {
 }
 
 #[derive(Serialize)]
-struct CatalogResponse<'a> {
-    movies: &'a [Movie],
+struct CatalogResponse {
+    movies: Vec<Movie>,
 }
 
-async fn catalog(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
-    axum::Json(
-        serde_json::to_value(CatalogResponse {
-            movies: state.catalog.movies(),
-        })
-        .unwrap_or_default(),
-    )
+async fn catalog(State(state): State<AppState>) -> axum::Json<CatalogResponse> {
+    axum::Json(CatalogResponse {
+        movies: state.catalog.movies().to_vec(),
+    })
 }
 
 /// Body of the demo login.
