@@ -5,7 +5,7 @@
 #   SESSIONS=2000 DURATION=10 RUNS=1 bench/run.sh   # quick run
 #
 # Everything listens on 127.0.0.1; every process this script starts is stopped by
-# pid. Reports land in $OUT (default bench/results/<timestamp>) as JSON, with the
+# pid. Reports land in $OUT (default target/bench-results/<timestamp>) as JSON, with the
 # servers' logs, and `loadgen table` turns them into the table.
 set -euo pipefail
 
@@ -23,7 +23,7 @@ SINK_PORT=${SINK_PORT:-18081}
 SECRET=${SECRET:-bench-secret-bench-secret-bench-secret-0123}
 
 cd "$(dirname "$0")/.."
-OUT=${OUT:-bench/results/$(date +%Y%m%d-%H%M%S)}
+OUT=${OUT:-target/bench-results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 SERVER_PID=""
@@ -49,6 +49,7 @@ wait_for_port() {
 start_server() { # $1: log name
     local data="$WORK/data-$1"
     RESUME_LISTEN=127.0.0.1:$SERVER_PORT RESUME_DATA_DIR=$data RESUME_MAX_SESSIONS=$SESSIONS \
+        RESUME_MAX_CONNECTIONS=$((SESSIONS + 256)) \
         "$BIN/resume-server" 2>"$OUT/$1.log" &
     SERVER_PID=$!
     wait_for_port "$SERVER_PORT"

@@ -244,7 +244,8 @@ async fn phase<T>(
                 .map_err(|_| format!("a shard ended before {command:?}"))?;
         }
     }
-    let deadline = Instant::now() + deadline;
+    let limit = deadline;
+    let deadline = Instant::now() + limit;
     let mut out = Vec::with_capacity(links.len());
     for link in links.iter_mut() {
         match tokio::time::timeout_at(deadline, link.events.recv()).await {
@@ -252,7 +253,7 @@ async fn phase<T>(
                 out.push(pick(event).ok_or_else(|| "a shard reported out of order".to_string())?)
             }
             Ok(None) => return Err("a shard ended without reporting".into()),
-            Err(_) => return Err(format!("shards did not report within {deadline:?}")),
+            Err(_) => return Err(format!("shards did not report within {limit:?}")),
         }
     }
     Ok(out)
