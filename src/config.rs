@@ -71,6 +71,10 @@ pub struct Config {
     #[arg(long, env = "RESUME_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
+    /// Accept backlog of the listening socket (the kernel caps it at net.core.somaxconn).
+    #[arg(long, env = "RESUME_LISTEN_BACKLOG", default_value_t = 4096)]
+    pub listen_backlog: u32,
+
     /// Directory of the embedded store.
     #[arg(long, env = "RESUME_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -123,6 +127,10 @@ pub struct Config {
     /// Storage backend.
     #[arg(long, env = "RESUME_STORE", value_enum, default_value_t = StoreKind::Embedded)]
     pub store: StoreKind,
+
+    /// Embedded store: how long a commit waits for more writes to join it (0: commit at once).
+    #[arg(long, env = "RESUME_STORE_COMMIT_DELAY_MS", default_value_t = 5)]
+    pub store_commit_delay_ms: u64,
 
     /// Cassandra/ScyllaDB contact points, comma-separated host:port.
     #[arg(
@@ -314,6 +322,18 @@ impl Config {
         positive(
             "--max-body-bytes / RESUME_MAX_BODY_BYTES",
             self.max_body_bytes as u64,
+        )?;
+        positive(
+            "--max-connections / RESUME_MAX_CONNECTIONS",
+            self.max_connections as u64,
+        )?;
+        positive(
+            "--listen-backlog / RESUME_LISTEN_BACKLOG",
+            u64::from(self.listen_backlog),
+        )?;
+        positive(
+            "--header-read-timeout-ms / RESUME_HEADER_READ_TIMEOUT_MS",
+            self.header_read_timeout_ms,
         )?;
         if !(self.tick_rate.is_finite() && self.tick_rate > 0.0) {
             return Err(ConfigError::new(

@@ -67,7 +67,10 @@ pub enum RunError {
 /// Opens the configured store.
 pub async fn open_store(config: &Config) -> Result<SharedStore, RunError> {
     Ok(match config.store {
-        StoreKind::Embedded => Arc::new(EmbeddedStore::open(&config.data_dir)?),
+        StoreKind::Embedded => Arc::new(EmbeddedStore::open_with(
+            &config.data_dir,
+            Duration::from_millis(config.store_commit_delay_ms),
+        )?),
         StoreKind::Cassandra => {
             let settings = CassandraSettings::from_config(config)?;
             if config.init_schema {

@@ -39,8 +39,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: resume_server::config::Config) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = resume_server::server::bind(config.listen, config.listen_backlog)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     resume_server::run(config, listener, resume_server::shutdown_signal())
         .await

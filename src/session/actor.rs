@@ -255,8 +255,12 @@ impl SessionActor {
     {
         let send_timeout = self.ctx.settings.send_timeout;
         let shutdown = self.ctx.shutdown.clone();
+        // Created once: every session waits on the same token, and a fresh
+        // `cancelled()` per message would register and unregister a waiter on its
+        // shared list each time.
+        let cancelled = shutdown.cancelled();
         let timer = sleep_until(self.next_deadline());
-        tokio::pin!(timer);
+        tokio::pin!(cancelled, timer);
         loop {
             let deadline = self.next_deadline();
             if timer.deadline() != deadline {
@@ -264,7 +268,7 @@ impl SessionActor {
             }
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return SocketEnd::Shutdown,
+                () = &mut cancelled => return SocketEnd::Shutdown,
                 outcome = wait_for(&mut self.pending) => {
                     self.pending = None;
                     if let Some(saved) = self.write_finished(outcome) {

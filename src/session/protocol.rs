@@ -71,8 +71,33 @@ struct RawMessage {
     state: Option<Value>,
 }
 
+/// A well-formed tick, borrowed from the frame: the common case, parsed without
+/// building a JSON tree.
+#[derive(Deserialize)]
+struct TickFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    position_seconds: f64,
+    state: Option<&'a str>,
+}
+
 /// Parses one text frame for a title of `duration_ms`.
 pub fn parse_client_message(text: &str, duration_ms: u64) -> Result<ClientMessage, ProtocolError> {
+    if let Ok(tick) = serde_json::from_str::<TickFrame<'_>>(text)
+        && tick.kind == "tick"
+    {
+        let state = match tick.state {
+            None => None,
+            Some("playing") => Some(PlaybackState::Playing),
+            Some("paused") => Some(PlaybackState::Paused),
+            Some("ended") => Some(PlaybackState::Ended),
+            Some(_) => return Err(ProtocolError::InvalidState),
+        };
+        let position_ms = position_ms_from_seconds(tick.position_seconds, duration_ms)
+            .map_err(|e| ProtocolError::InvalidPosition(e.to_string()))?;
+        return Ok(ClientMessage::Tick { position_ms, state });
+    }
+    // Anything else takes the slow path, which says precisely what is wrong.
     let raw: RawMessage =
         serde_json::from_str(text).map_err(|e| ProtocolError::InvalidJson(e.to_string()))?;
     match raw.kind {
