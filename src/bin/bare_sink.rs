@@ -48,10 +48,9 @@ struct Cli {
     /// WebSocket write buffer (server: --ws-write-buffer-bytes).
     #[arg(long, env = "RESUME_WS_WRITE_BUFFER_BYTES", default_value_t = 0)]
     ws_write_buffer_bytes: usize,
-    /// Listen backlog; unset binds like the server (`TcpListener::bind`, 128 here),
-    /// set it to measure what a deeper accept queue buys.
-    #[arg(long)]
-    listen_backlog: Option<u32>,
+    /// Listen backlog (server: --listen-backlog).
+    #[arg(long, env = "RESUME_LISTEN_BACKLOG", default_value_t = 4096)]
+    listen_backlog: u32,
 }
 
 /// Shared state of the sink.
@@ -128,23 +127,6 @@ async fn sink(mut socket: WebSocket, counters: Arc<Counters>) {
     counters.live.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn listen(
-    addr: SocketAddr,
-    backlog: Option<u32>,
-) -> std::io::Result<tokio::net::TcpListener> {
-    let Some(backlog) = backlog else {
-        return tokio::net::TcpListener::bind(addr).await;
-    };
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(backlog)
-}
-
 async fn stream(AuthenticatedUser(_user): AuthenticatedUser) -> Response {
     ([(CONTENT_TYPE, "application/json")], STREAM_BODY).into_response()
 }
@@ -191,7 +173,7 @@ async fn main() -> std::process::ExitCode {
         .route("/api/v1/stream", get(stream))
         .route("/metrics", get(metrics))
         .with_state(state);
-    let listener = match listen(cli.listen, cli.listen_backlog).await {
+    let listener = match resume_server::server::bind(cli.listen, cli.listen_backlog) {
         Ok(listener) => listener,
         Err(e) => {
             eprintln!("bare_sink: cannot listen on {}: {e}", cli.listen);
