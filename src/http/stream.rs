@@ -5,6 +5,8 @@
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
@@ -29,12 +31,12 @@ pub struct StreamQuery {
     movie_id: Option<String>,
 }
 
-/// Answer of the read path.
+/// Answer of the read path, borrowed from the catalog.
 #[derive(Debug, Serialize)]
-struct StreamResponse {
-    movie_id: String,
-    title: String,
-    stream_url: String,
+struct StreamResponse<'a> {
+    movie_id: &'a str,
+    title: &'a str,
+    stream_url: &'a str,
     duration_seconds: f64,
     resume_position_seconds: f64,
     completed: bool,
@@ -44,21 +46,24 @@ async fn stream(
     State(state): State<AppState>,
     AuthenticatedUser(user): AuthenticatedUser,
     ApiQuery(query): ApiQuery<StreamQuery>,
-) -> Result<axum::Json<StreamResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let movie_id = query
         .movie_id
         .filter(|id| !id.is_empty())
         .ok_or_else(|| ApiError::BadRequest("movie_id is required".into()))?;
     let movie = state.movie(&movie_id)?;
     let decision = state.resume_decision(&user, movie).await?;
-    Ok(axum::Json(StreamResponse {
-        movie_id: movie.movie_id.clone(),
-        title: movie.title.clone(),
-        stream_url: movie.stream_url.clone(),
+    let body = StreamResponse {
+        movie_id: &movie.movie_id,
+        title: &movie.title,
+        stream_url: &movie.stream_url,
         duration_seconds: movie.duration_seconds,
         resume_position_seconds: seconds_from_ms(decision.position_ms),
         completed: decision.completed,
-    }))
+    };
+    // Serialized here because the answer borrows from the catalog.
+    let json = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(([(CONTENT_TYPE, "application/json")], json).into_response())
 }
 
 /// Body of the HTTP write path.

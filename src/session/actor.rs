@@ -669,6 +669,42 @@ mod tests {
         }
     }
 
+    /// The session task's own state (without its socket), for the memory guard below.
+    fn session_future_size() -> usize {
+        let (_client, incoming) = mpsc::unbounded_channel();
+        let (outgoing, _server) = mpsc::unbounded_channel();
+        let store = Arc::new(RecordingStore::default());
+        let registry = SessionRegistry::new(10, 10);
+        let user = UserId::parse("alice").unwrap();
+        let context = SessionContext {
+            ticket: registry.admit(&user, "clock").unwrap(),
+            user,
+            duration_ms: 120_000,
+            resume_position_ms: 0,
+            settings: Arc::new(SessionSettings {
+                flush_interval: Duration::from_secs(4),
+                ping_interval: Duration::from_secs(20),
+                idle_timeout: Duration::from_secs(60),
+                tick_rate: 10.0,
+                send_timeout: Duration::from_secs(10),
+            }),
+            store,
+            metrics: Arc::new(Metrics::new()),
+            shutdown: CancellationToken::new(),
+        };
+        let socket = FakeSocket { incoming, outgoing };
+        let socket_size = std::mem::size_of_val(&socket);
+        std::mem::size_of_val(&run_session(socket, context)) - socket_size
+    }
+
+    /// Every live session holds one of these; 19,000 sessions per process is
+    /// the design point (docs/BENCHMARKS.md), so growth here is a regression.
+    #[test]
+    fn the_session_task_stays_small() {
+        let size = session_future_size();
+        assert!(size <= 2048, "the session future grew to {size} bytes");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn writes_each_interval_only_when_the_position_moved() {
         let mut h = Harness::start();

@@ -162,17 +162,14 @@ impl PositionStore for EmbeddedStore {
         user_id: &str,
         movie_id: &str,
     ) -> Result<Option<SavedPosition>, StoreError> {
-        let (user_id, movie_id) = (user_id.to_owned(), movie_id.to_owned());
-        self.read(move |db| {
+        self.read(|db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(POSITIONS).map_err(backend)?;
-            let found = table
-                .get((user_id.as_str(), movie_id.as_str()))
-                .map_err(backend)?;
+            let found = table.get((user_id, movie_id)).map_err(backend)?;
             Ok(found.and_then(|cell| {
                 let (position_ms, updated_at_micros, deleted) = cell.value();
                 (!deleted).then(|| SavedPosition {
-                    movie_id: movie_id.clone(),
+                    movie_id: movie_id.to_owned(),
                     position_ms,
                     updated_at_micros,
                 })
@@ -182,12 +179,11 @@ impl PositionStore for EmbeddedStore {
     }
 
     async fn list(&self, user_id: &str) -> Result<Vec<SavedPosition>, StoreError> {
-        let user_id = user_id.to_owned();
-        self.read(move |db| {
+        self.read(|db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(POSITIONS).map_err(backend)?;
             let mut positions = Vec::new();
-            for entry in table.range((user_id.as_str(), "")..).map_err(backend)? {
+            for entry in table.range((user_id, "")..).map_err(backend)? {
                 let (key, cell) = entry.map_err(backend)?;
                 let (user, movie) = key.value();
                 if user != user_id {
