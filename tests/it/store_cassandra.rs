@@ -20,11 +20,9 @@ use resume_server::store::{PositionStore, PositionWrite, StoreError};
 use crate::cql_node::cql::{self, InValues, Relation, Statement};
 use crate::cql_node::{CqlTestNode, NodeMode};
 use crate::store_suite::StoreFixture;
+use crate::support::{DEADLINE, wait_until};
 
 const T0: i64 = 1_700_000_000_000_000;
-
-/// Longest any condition below may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(20);
 
 fn write(user: &str, movie: &str, position_ms: u64, at: i64) -> PositionWrite {
     PositionWrite {
@@ -97,19 +95,6 @@ async fn cassandra() -> Option<StoreFixture> {
 }
 
 crate::store_suite!(cassandra());
-
-/// Waits until `condition` holds, failing the test at [`DEADLINE`].
-async fn wait_until<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// Runs `future`, failing the test if it does not finish within [`DEADLINE`]
 /// (a hang is a bug in itself).
