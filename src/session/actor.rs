@@ -604,6 +604,28 @@ mod tests {
         }
     }
 
+    /// A session of "alice" on a 120 s title with the default timings.
+    fn test_context(store: Arc<RecordingStore>, shutdown: CancellationToken) -> SessionContext {
+        let registry = SessionRegistry::new(10, 10);
+        let user = UserId::parse("alice").unwrap();
+        SessionContext {
+            ticket: registry.admit(&user, "clock").unwrap(),
+            user,
+            duration_ms: 120_000,
+            resume_position_ms: 0,
+            settings: Arc::new(SessionSettings {
+                flush_interval: Duration::from_secs(4),
+                ping_interval: Duration::from_secs(20),
+                idle_timeout: Duration::from_secs(60),
+                tick_rate: 10.0,
+                send_timeout: Duration::from_secs(10),
+            }),
+            store,
+            metrics: Arc::new(Metrics::new()),
+            shutdown,
+        }
+    }
+
     struct Harness {
         client: mpsc::UnboundedSender<Result<Message, axum::Error>>,
         server: mpsc::UnboundedReceiver<Message>,
@@ -617,25 +639,8 @@ mod tests {
             let (client, incoming) = mpsc::unbounded_channel();
             let (outgoing, server) = mpsc::unbounded_channel();
             let store = Arc::new(RecordingStore::default());
-            let registry = SessionRegistry::new(10, 10);
-            let user = UserId::parse("alice").unwrap();
             let shutdown = CancellationToken::new();
-            let context = SessionContext {
-                ticket: registry.admit(&user, "clock").unwrap(),
-                user,
-                duration_ms: 120_000,
-                resume_position_ms: 0,
-                settings: Arc::new(SessionSettings {
-                    flush_interval: Duration::from_secs(4),
-                    ping_interval: Duration::from_secs(20),
-                    idle_timeout: Duration::from_secs(60),
-                    tick_rate: 10.0,
-                    send_timeout: Duration::from_secs(10),
-                }),
-                store: store.clone(),
-                metrics: Arc::new(Metrics::new()),
-                shutdown: shutdown.clone(),
-            };
+            let context = test_context(store.clone(), shutdown.clone());
             let task = tokio::spawn(run_session(FakeSocket { incoming, outgoing }, context));
             Self {
                 client,
@@ -673,25 +678,10 @@ mod tests {
     fn session_future_size() -> usize {
         let (_client, incoming) = mpsc::unbounded_channel();
         let (outgoing, _server) = mpsc::unbounded_channel();
-        let store = Arc::new(RecordingStore::default());
-        let registry = SessionRegistry::new(10, 10);
-        let user = UserId::parse("alice").unwrap();
-        let context = SessionContext {
-            ticket: registry.admit(&user, "clock").unwrap(),
-            user,
-            duration_ms: 120_000,
-            resume_position_ms: 0,
-            settings: Arc::new(SessionSettings {
-                flush_interval: Duration::from_secs(4),
-                ping_interval: Duration::from_secs(20),
-                idle_timeout: Duration::from_secs(60),
-                tick_rate: 10.0,
-                send_timeout: Duration::from_secs(10),
-            }),
-            store,
-            metrics: Arc::new(Metrics::new()),
-            shutdown: CancellationToken::new(),
-        };
+        let context = test_context(
+            Arc::new(RecordingStore::default()),
+            CancellationToken::new(),
+        );
         let socket = FakeSocket { incoming, outgoing };
         let socket_size = std::mem::size_of_val(&socket);
         std::mem::size_of_val(&run_session(socket, context)) - socket_size

@@ -219,6 +219,22 @@ impl ShardContext {
         })
     }
 
+    /// A day-long token for viewer `local`; on failure the error is counted and
+    /// the viewer's first connection is reported as failed.
+    fn viewer_token(&self, local: usize) -> Option<String> {
+        match self
+            .minter
+            .token(&self.user(local), Duration::from_secs(86_400))
+        {
+            Ok(token) => Some(token),
+            Err(e) => {
+                self.error("token", e);
+                self.first_connection(false);
+                None
+            }
+        }
+    }
+
     fn user(&self, local: usize) -> String {
         format!(
             "{}-{}",
@@ -555,16 +571,8 @@ async fn session_viewer(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let global = ctx.plan.first_viewer + local;
-    let token = match ctx
-        .minter
-        .token(&ctx.user(local), Duration::from_secs(86_400))
-    {
-        Ok(token) => token,
-        Err(e) => {
-            ctx.error("token", e);
-            ctx.first_connection(false);
-            return;
-        }
+    let Some(token) = ctx.viewer_token(local) else {
+        return;
     };
     let period = Duration::from_secs_f64(1.0 / tick_rate.max(0.001));
     let step_ms = (period.as_millis() as u64).max(1);
@@ -733,16 +741,8 @@ async fn http_viewer(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let global = ctx.plan.first_viewer + local;
-    let token = match ctx
-        .minter
-        .token(&ctx.user(local), Duration::from_secs(86_400))
-    {
-        Ok(token) => token,
-        Err(e) => {
-            ctx.error("token", e);
-            ctx.first_connection(false);
-            return;
-        }
+    let Some(token) = ctx.viewer_token(local) else {
+        return;
     };
     let started = Instant::now();
     let mut connection = match HttpConnection::connect(ctx.plan.addr).await {
