@@ -4,12 +4,21 @@
 //! atomics. This module owns names and help texts, not the decisions of when to
 //! count (those stay with the code that acts).
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric,
+};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::store::CommitStats;
 
 /// Why a tick or message was refused.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -89,10 +98,41 @@ pub struct Metrics {
     pub http_progress_writes: Counter,
 }
 
+/// Exports a store's group-commit counters, read at each scrape.
+#[derive(Debug)]
+struct CommitCollector(Arc<CommitStats>);
+
+impl Collector for CommitCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counters = [
+            (
+                "store_commits",
+                "Embedded store transactions committed (one fsync each)",
+                &self.0.commits,
+            ),
+            (
+                "store_committed_writes",
+                "Writes applied through embedded store commits",
+                &self.0.writes,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
-    /// Creates and registers every metric.
-    pub fn new() -> Self {
+    /// Creates and registers every metric; `commit_stats` adds the store's
+    /// group-commit counters when it has them.
+    pub fn new(commit_stats: Option<Arc<CommitStats>>) -> Self {
         let mut registry = Registry::with_prefix("resume");
+        if let Some(stats) = commit_stats {
+            registry.register_collector(Box::new(CommitCollector(stats)));
+        }
         let live_sessions = Gauge::default();
         let sessions_opened = Counter::default();
         let ticks_received = Counter::default();
@@ -185,6 +225,6 @@ impl Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(None)
     }
 }

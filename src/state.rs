@@ -69,6 +69,7 @@ pub struct AppState {
 impl AppState {
     /// Builds the state around an already-opened store.
     pub fn new(config: &Config, keys: AuthKeys, catalog: Catalog, store: SharedStore) -> Self {
+        let metrics = Arc::new(Metrics::new(store.commit_stats()));
         let session_settings = SessionSettings {
             flush_interval: config.flush_interval(),
             ping_interval: Duration::from_millis(config.ping_interval_ms),
@@ -98,7 +99,7 @@ impl AppState {
             sessions: SessionRegistry::new(config.max_sessions, config.max_sessions_per_user),
             session_settings: Arc::new(session_settings),
             http: Arc::new(http),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             shutdown: CancellationToken::new(),
             session_tasks: TaskTracker::new(),
         }

@@ -621,7 +621,7 @@ mod tests {
                 send_timeout: Duration::from_secs(10),
             }),
             store,
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Metrics::default()),
             shutdown,
         }
     }

@@ -15,13 +15,14 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
+pub use super::CommitStats;
 use super::{PositionStore, PositionWrite, SavedPosition, StoreError};
 
 /// `(user_id, movie_id)` → `(position_ms, written_at_micros, is_tombstone)`.
@@ -54,15 +55,6 @@ enum Mutation {
 struct Job {
     mutation: Mutation,
     done: oneshot::Sender<Result<(), StoreError>>,
-}
-
-/// Counters of the group commit, for metrics and benchmarks.
-#[derive(Debug, Default)]
-pub struct CommitStats {
-    /// Transactions committed (one fsync each).
-    pub commits: AtomicU64,
-    /// Mutations applied through those transactions.
-    pub writes: AtomicU64,
 }
 
 /// The redb-backed [`PositionStore`].
@@ -201,6 +193,10 @@ impl PositionStore for EmbeddedStore {
             Ok(positions)
         })
         .await
+    }
+
+    fn commit_stats(&self) -> Option<Arc<CommitStats>> {
+        Some(self.stats())
     }
 
     async fn check_health(&self) -> Result<(), StoreError> {

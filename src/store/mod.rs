@@ -86,6 +86,21 @@ pub trait PositionStore: Send + Sync + 'static {
 
     /// Succeeds when the store answers a trivial request now.
     async fn check_health(&self) -> Result<(), StoreError>;
+
+    /// Group-commit counters, for backends that batch writes into local commits
+    /// (the embedded store); exported as metrics.
+    fn commit_stats(&self) -> Option<Arc<CommitStats>> {
+        None
+    }
+}
+
+/// Counters of a group-committing backend.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    /// Transactions committed (one fsync each).
+    pub commits: std::sync::atomic::AtomicU64,
+    /// Writes applied through those transactions.
+    pub writes: std::sync::atomic::AtomicU64,
 }
 
 /// The store as the rest of the server holds it.

@@ -426,3 +426,25 @@ async fn cors_answers_only_configured_origins() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn metrics_count_embedded_store_commits() {
+    let server = TestServer::start(&[]).await;
+    assert_eq!(server.metric("resume_store_commits_total", "").await, 0.0);
+    for position in [10, 20, 30] {
+        server
+            .post_progress(
+                "alice",
+                json!({"movie_id":"clock","position_seconds":position}),
+            )
+            .await;
+    }
+    let commits = server.metric("resume_store_commits_total", "").await;
+    assert!((1.0..=3.0).contains(&commits), "{commits} commits");
+    assert_eq!(
+        server
+            .metric("resume_store_committed_writes_total", "")
+            .await,
+        3.0
+    );
+}
