@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the six scenarios of issue 7 against a release build and prints one table.
+# Runs the six benchmark scenarios of docs/BENCHMARKS.md against a release build and prints one table.
 #
 #   bench/run.sh                          # full run: 19,000 sessions, 60 s plateau, 2 runs
 #   SESSIONS=2000 DURATION=10 RUNS=1 bench/run.sh   # quick run

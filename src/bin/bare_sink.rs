@@ -1,5 +1,5 @@
 //! `bare_sink`: a bench-only server that shows the ceiling of the stack
-//! resume-server is built on (issue 7, scenarios 2 and 4).
+//! resume-server is built on (benchmark scenarios 2 and 4, docs/BENCHMARKS.md).
 //!
 //! Same axum + tokio + tungstenite stack, the same JWT verification (the
 //! server's own `AuthKeys` extractors) and the same WebSocket buffer settings as

@@ -1,4 +1,4 @@
-//! `loadgen`: the load generator and benchmark driver of resume-server (issue 7).
+//! `loadgen`: the load generator and benchmark driver of resume-server.
 //!
 //! * `sessions` opens N authenticated WebSocket sessions at a paced rate, ticks
 //!   each for a plateau window, optionally drops and reconnects them all at once

@@ -1,5 +1,5 @@
 //! Turns the JSON reports of `bench/run.sh` into one Markdown table: the median
-//! of each figure over the runs, next to its target from issue 7.
+//! of each figure over the runs, next to its target (docs/BENCHMARKS.md).
 //!
 //! Reports are found by file name: `<kind>-<target>-<run>.json`, e.g.
 //! `sessions-server-1.json`, `lookup-bare-2.json`, `store-paced-1.json`.
