@@ -46,6 +46,25 @@ pub fn app(state: AppState, static_dir: &Path) -> Router {
     }))
 }
 
+/// `?movie_id=…`, the query of the read path and of the session upgrade.
+#[derive(Debug, serde::Deserialize)]
+pub struct MovieQuery {
+    /// The title.
+    movie_id: Option<String>,
+}
+
+impl MovieQuery {
+    /// The catalog entry named by the query: 400 when missing, 404 when unknown.
+    pub fn movie<'s>(&self, state: &'s AppState) -> Result<&'s crate::catalog::Movie, ApiError> {
+        let movie_id = self
+            .movie_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| ApiError::BadRequest("movie_id is required".into()))?;
+        state.movie(movie_id)
+    }
+}
+
 async fn api_not_found() -> ApiError {
     ApiError::NotFound("no such API route".into())
 }

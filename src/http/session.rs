@@ -13,8 +13,8 @@ use axum::http::HeaderMap;
 use axum::http::header::{HOST, ORIGIN};
 use axum::response::Response;
 use axum::routing::get;
-use serde::Deserialize;
 
+use super::MovieQuery;
 use crate::auth::SessionUser;
 use crate::error::{ApiError, ApiQuery};
 use crate::session::{AdmissionError, SessionContext, run_session};
@@ -25,28 +25,18 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/stream/session", get(open_session))
 }
 
-/// Query of the upgrade (`access_token` is read by the auth extractor).
-#[derive(Debug, Deserialize)]
-pub struct SessionQuery {
-    /// The title being played.
-    movie_id: Option<String>,
-}
-
 async fn open_session(
     State(state): State<AppState>,
     SessionUser(user): SessionUser,
-    ApiQuery(query): ApiQuery<SessionQuery>,
+    // `access_token`, if any, is read by the auth extractor.
+    ApiQuery(query): ApiQuery<MovieQuery>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let movie_id = query
-        .movie_id
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| ApiError::BadRequest("movie_id is required".into()))?;
-    let movie = state.movie(&movie_id)?.clone();
+    let movie = query.movie(&state)?;
     check_origin(&headers, &state.http)?;
     let upgrade = upgrade.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let decision = state.resume_decision(&user, &movie).await?;
+    let decision = state.resume_decision(&user, movie).await?;
     let ticket = state
         .sessions
         .admit(&user, &movie.movie_id)

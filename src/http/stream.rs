@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
+use super::MovieQuery;
 use crate::auth::AuthenticatedUser;
 use crate::clock::now_micros;
 use crate::error::{ApiError, ApiJson, ApiQuery};
@@ -22,13 +23,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/stream", get(stream))
         .route("/api/v1/stream/progress", post(progress))
-}
-
-/// Query of the read path.
-#[derive(Debug, Deserialize)]
-pub struct StreamQuery {
-    /// The title to play.
-    movie_id: Option<String>,
 }
 
 /// Answer of the read path, borrowed from the catalog.
@@ -45,13 +39,9 @@ struct StreamResponse<'a> {
 async fn stream(
     State(state): State<AppState>,
     AuthenticatedUser(user): AuthenticatedUser,
-    ApiQuery(query): ApiQuery<StreamQuery>,
+    ApiQuery(query): ApiQuery<MovieQuery>,
 ) -> Result<Response, ApiError> {
-    let movie_id = query
-        .movie_id
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| ApiError::BadRequest("movie_id is required".into()))?;
-    let movie = state.movie(&movie_id)?;
+    let movie = query.movie(&state)?;
     let decision = state.resume_decision(&user, movie).await?;
     let body = StreamResponse {
         movie_id: &movie.movie_id,
