@@ -263,7 +263,8 @@ impl ConfigError {
 }
 
 impl Config {
-    /// Parses from the process environment only (flags default), for tests and tools.
+    /// Parses the server settings from `args` (the first is the program name) and
+    /// the `RESUME_*` environment, ignoring any subcommand; for tests and tools.
     pub fn from_env_and_args<I, T>(args: I) -> Result<Self, clap::Error>
     where
         I: IntoIterator<Item = T>,

@@ -81,9 +81,8 @@ pub async fn open_store(config: &Config) -> Result<SharedStore, RunError> {
     })
 }
 
-/// Builds the application state from the config and an opened store.
-pub fn build_state(config: &Config, store: SharedStore) -> Result<AppState, RunError> {
-    config.validate()?;
+/// Builds the application state from a validated config and an opened store.
+fn build_state(config: &Config, store: SharedStore) -> Result<AppState, RunError> {
     let keys = AuthKeys::from_config(config)?;
     if keys.is_demo_mode() {
         tracing::warn!(
@@ -108,11 +107,22 @@ pub async fn run(
 ) -> Result<(), RunError> {
     config.validate()?;
     let store = open_store(&config).await?;
-    run_with_store(config, store, listener, shutdown).await
+    serve(config, store, listener, shutdown).await
 }
 
 /// [`run`] with a store the caller opened (tests wrap stores to inject faults).
 pub async fn run_with_store(
+    config: Config,
+    store: SharedStore,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    config.validate()?;
+    serve(config, store, listener, shutdown).await
+}
+
+/// Serves a validated config on an opened store (the body of [`run`]).
+async fn serve(
     config: Config,
     store: SharedStore,
     listener: TcpListener,
