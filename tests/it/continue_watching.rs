@@ -175,10 +175,7 @@ async fn a_flush_stamped_before_the_delete_stays_deleted(backend: TestBackend) {
     let server = backend.start(&["--flush-interval-ms", "600000"]).await;
     let (mut session, _) = server.session("alice", "clock").await;
     session.tick(50.0).await;
-    wait_until("the tick is live", || async {
-        server.stream("alice", "clock").await["resume_position_seconds"] == 50.0
-    })
-    .await;
+    server.wait_for_resume("alice", "clock", 50.0).await;
     let delete = server
         .send(reqwest::Method::DELETE, "alice", "/api/v1/progress/clock")
         .await;

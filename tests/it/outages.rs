@@ -120,10 +120,7 @@ async fn sessions_that_close_during_an_outage_land_their_position_afterwards() {
         .await;
     let (mut session, _) = server.session("alice", "inception").await;
     session.tick(42.0).await;
-    wait_until("the tick is live", || async {
-        server.stream("alice", "inception").await["resume_position_seconds"] == 42.0
-    })
-    .await;
+    server.wait_for_resume("alice", "inception", 42.0).await;
     node.set_mode(NodeMode::Failing);
     session.close().await;
     wait_until("the close write failed at least once", || async {

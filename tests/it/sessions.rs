@@ -48,10 +48,7 @@ async fn the_read_path_sees_a_tick_before_its_flush(backend: TestBackend) {
     let server = backend.start(&["--flush-interval-ms", "60000"]).await;
     let (mut session, _) = server.session("alice", "clock").await;
     session.tick(33.0).await;
-    wait_until("the read path shows the unflushed tick", || async {
-        server.stream("alice", "clock").await["resume_position_seconds"] == 33.0
-    })
-    .await;
+    server.wait_for_resume("alice", "clock", 33.0).await;
     // Another user does not see it.
     assert_eq!(
         server.stream("bob", "clock").await["resume_position_seconds"],
@@ -69,11 +66,8 @@ async fn a_clean_close_and_a_tcp_drop_both_persist_the_last_tick(backend: TestBa
     dropped.tick(31.0).await;
     dropped.tick(32.0).await;
     // Both ticks reached their actors before the connections end.
-    wait_until("both ticks are live", || async {
-        server.stream("alice", "clock").await["resume_position_seconds"] == 22.0
-            && server.stream("alice", "testcard").await["resume_position_seconds"] == 32.0
-    })
-    .await;
+    server.wait_for_resume("alice", "clock", 22.0).await;
+    server.wait_for_resume("alice", "testcard", 32.0).await;
     clean.close().await;
     dropped.drop_connection();
     wait_until("both sessions have ended", || async {
@@ -130,15 +124,9 @@ async fn a_newer_tick_from_another_device_wins_over_a_late_flush(backend: TestBa
     let (mut phone, _) = server.session("alice", "clock").await;
     let (mut tv, _) = server.session("alice", "clock").await;
     phone.tick(10.0).await;
-    wait_until("the phone's tick is live", || async {
-        server.stream("alice", "clock").await["resume_position_seconds"] == 10.0
-    })
-    .await;
+    server.wait_for_resume("alice", "clock", 10.0).await;
     tv.tick(80.0).await;
-    wait_until("the tv's tick is live", || async {
-        server.stream("alice", "clock").await["resume_position_seconds"] == 80.0
-    })
-    .await;
+    server.wait_for_resume("alice", "clock", 80.0).await;
     // The tv closes first and writes 80; the phone's older tick is written after it.
     tv.close().await;
     wait_until("the tv's session is gone", || async {

@@ -5,7 +5,7 @@ use futures_util::future::join_all;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::support::binary::ServerProcess;
-use crate::support::{Session, TestServer, metric_value, token, wait_until};
+use crate::support::{Session, TestServer, token, wait_until};
 
 const SESSIONS: usize = 300;
 
@@ -40,17 +40,8 @@ async fn sigterm_with_hundreds_of_live_sessions_loses_none() {
     let (browser, _) = tokio_tungstenite::connect_async(request)
         .await
         .expect("query-token upgrade");
-    let http = reqwest::Client::new();
     wait_until("every tick reached its session", || async {
-        let text = http
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metric_value(&text, "resume_ticks_received_total", "") == SESSIONS as f64
+        server.metric("resume_ticks_received_total", "").await == SESSIONS as f64
     })
     .await;
 
@@ -131,18 +122,11 @@ async fn sigkill_loses_at_most_one_flush_interval() {
     let addr = server.addr;
     let stop = tokio_util::sync::CancellationToken::new();
     let tasks = ticking_sessions(addr, COUNT, stop.clone()).await;
-    let http = reqwest::Client::new();
     // Let every session get through several flushes.
     wait_until("a few flushes per session have landed", || async {
-        let text = http
-            .get(format!("http://{addr}/metrics"))
-            .send()
+        server
+            .metric("resume_session_flushes_total", "reason=\"Interval\"")
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metric_value(&text, "resume_session_flushes_total", "reason=\"Interval\"")
             >= (COUNT * 3) as f64
     })
     .await;

@@ -61,6 +61,17 @@ impl ServerProcess {
         Self { child, addr, log }
     }
 
+    /// One counter or gauge from the child's /metrics (see `super::metric_value`).
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = reqwest::get(format!("http://{}/metrics", self.addr))
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics body");
+        super::metric_value(&text, name, labels)
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().expect("running") as i32;

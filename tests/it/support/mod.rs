@@ -199,6 +199,22 @@ impl TestServer {
         response.json().await.expect("json")
     }
 
+    /// Where the read path resumes `user` on `movie`, in seconds.
+    pub async fn resume_seconds(&self, user: &str, movie: &str) -> f64 {
+        self.stream(user, movie).await["resume_position_seconds"]
+            .as_f64()
+            .expect("resume_position_seconds is a number")
+    }
+
+    /// Waits until the read path resumes `user` on `movie` at `seconds` (e.g. a
+    /// tick that reached its session but is not written yet).
+    pub async fn wait_for_resume(&self, user: &str, movie: &str, seconds: f64) {
+        wait_until(&format!("{user} resumes {movie} at {seconds}"), || async {
+            self.resume_seconds(user, movie).await == seconds
+        })
+        .await;
+    }
+
     /// POSTs progress for `user`; returns the status.
     pub async fn post_progress(&self, user: &str, body: Value) -> reqwest::StatusCode {
         self.http
