@@ -8,7 +8,9 @@
 //!   public key. Only the configured algorithm is accepted, so `alg: none` and
 //!   algorithm confusion (an HS256 token "signed" with the public key) fail.
 //! * `exp` and `sub` are required; `nbf`, `iss` and `aud` are checked when
-//!   present/configured.
+//!   present/configured. `aud` may be one string or an array (as Keycloak and
+//!   Auth0 issue it); jsonwebtoken's validation accepts either when it names
+//!   the configured audience, so [`Audience`] only has to parse both forms.
 //! * Demo mode: without any key a random secret is generated at start, and the
 //!   demo login route may mint tokens with it.
 
@@ -84,7 +86,19 @@ pub struct Claims {
     pub iss: Option<String>,
     /// Audience, when the deployment uses one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Audience>,
+}
+
+/// The `aud` claim in either form RFC 7519 allows. Whether it names the
+/// configured audience is checked by jsonwebtoken's `Validation`, not here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    /// `"aud": "resume"`, the form this server mints.
+    One(String),
+    /// `"aud": ["account", "resume"]`, the form identity providers issue for
+    /// tokens meant for several services.
+    Many(Vec<String>),
 }
 
 /// Verification (and, with a secret, signing) keys.
@@ -207,7 +221,7 @@ impl AuthKeys {
             exp: now + ttl_seconds,
             iat: Some(now),
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: self.audience.clone().map(Audience::One),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, encoding).ok()
     }
@@ -352,6 +366,54 @@ mod tests {
     #[test]
     fn signed_tokens_round_trip() {
         let keys = test_keys();
+        let token = keys.sign(&UserId::parse("alice").unwrap(), 60).unwrap();
+        assert_eq!(keys.verify(&token).unwrap().as_str(), "alice");
+    }
+
+    fn keys_with_audience(audience: &str) -> AuthKeys {
+        let config = crate::config::Config::from_env_and_args([
+            "resume-server",
+            "--jwt-secret",
+            "a-secret-that-is-long-enough-for-hs256!",
+            "--jwt-audience",
+            audience,
+        ])
+        .unwrap();
+        AuthKeys::from_config(&config).unwrap()
+    }
+
+    #[test]
+    fn audience_is_accepted_as_a_string_or_an_array_that_names_it() {
+        let keys = keys_with_audience("resume");
+        let token_for = |aud: Option<Audience>| {
+            let claims = Claims {
+                sub: "alice".into(),
+                exp: unix_seconds() + 60,
+                iat: None,
+                iss: None,
+                aud,
+            };
+            let encoding = keys.encoding.as_ref().unwrap();
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, encoding).unwrap()
+        };
+        let many = |names: &[&str]| Audience::Many(names.iter().map(|n| n.to_string()).collect());
+        for (aud, accepted) in [
+            (Some(Audience::One("resume".into())), true),
+            (Some(many(&["account", "resume"])), true),
+            (Some(many(&["resume"])), true),
+            (Some(Audience::One("account".into())), false),
+            (Some(many(&["account", "other"])), false),
+            (Some(many(&[])), false),
+            (None, false),
+        ] {
+            let verified = keys.verify(&token_for(aud.clone()));
+            assert_eq!(verified.is_ok(), accepted, "{aud:?}: {verified:?}");
+        }
+    }
+
+    #[test]
+    fn minted_tokens_carry_the_configured_audience() {
+        let keys = keys_with_audience("resume");
         let token = keys.sign(&UserId::parse("alice").unwrap(), 60).unwrap();
         assert_eq!(keys.verify(&token).unwrap().as_str(), "alice");
     }

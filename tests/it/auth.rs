@@ -1,5 +1,5 @@
 //! Tokens from an identity provider (RS256 / ES256 public keys), issuer and
-//! audience checks, and algorithm confusion.
+//! audience checks (`aud` as a string or an array), and algorithm confusion.
 
 use std::path::PathBuf;
 
@@ -114,4 +114,82 @@ async fn issuer_and_audience_are_checked_when_configured() {
             "{bad}"
         );
     }
+}
+
+/// A server that requires `aud` to name "resume", and a signer for its identity provider.
+async fn server_requiring_audience_resume() -> (TestServer, tempfile::TempDir, EncodingKey) {
+    let (server, dir) = server_with_public_key("rsa_public.pem", &[("audience", "resume")]).await;
+    let private =
+        EncodingKey::from_rsa_pem(&std::fs::read(fixture("rsa_private.pem")).unwrap()).unwrap();
+    (server, dir, private)
+}
+
+#[tokio::test]
+async fn an_audience_array_that_names_the_configured_audience_is_accepted() {
+    let (server, _dir, private) = server_requiring_audience_resume().await;
+    // The shape Keycloak and Auth0 issue.
+    let keycloak = signed(
+        Algorithm::RS256,
+        &private,
+        json!({"sub":"alice","exp":unix_in(600),"aud":["account","resume"]}),
+    );
+    assert_eq!(server.status_with_token(&keycloak).await, 200);
+}
+
+#[tokio::test]
+async fn an_audience_that_does_not_name_the_configured_one_is_refused() {
+    let (server, _dir, private) = server_requiring_audience_resume().await;
+    let exp = unix_in(600);
+    for claims in [
+        json!({"sub":"alice","exp":exp,"aud":["account","other"]}),
+        json!({"sub":"alice","exp":exp,"aud":[]}),
+        // A configured audience must be present, in either form.
+        json!({"sub":"alice","exp":exp,"aud":null}),
+        json!({"sub":"alice","exp":exp}),
+    ] {
+        let token = signed(Algorithm::RS256, &private, claims.clone());
+        assert_eq!(server.status_with_token(&token).await, 401, "{claims}");
+    }
+}
+
+#[tokio::test]
+async fn an_audience_string_equal_to_the_configured_audience_is_still_accepted() {
+    let (server, _dir, private) = server_requiring_audience_resume().await;
+    let token = signed(
+        Algorithm::RS256,
+        &private,
+        json!({"sub":"alice","exp":unix_in(600),"aud":"resume"}),
+    );
+    assert_eq!(server.status_with_token(&token).await, 200);
+}
+
+#[tokio::test]
+async fn an_audience_array_is_not_checked_when_no_audience_is_configured() {
+    let (server, _dir) = server_with_public_key("rsa_public.pem", &[]).await;
+    let private =
+        EncodingKey::from_rsa_pem(&std::fs::read(fixture("rsa_private.pem")).unwrap()).unwrap();
+    // Like a string `aud`, which was never checked without a configured audience.
+    let token = signed(
+        Algorithm::RS256,
+        &private,
+        json!({"sub":"alice","exp":unix_in(600),"aud":["account","other"]}),
+    );
+    assert_eq!(server.status_with_token(&token).await, 200);
+}
+
+#[tokio::test]
+async fn demo_login_tokens_carry_the_configured_audience() {
+    let server = TestServer::start(&["--demo-login", "--jwt-audience", "resume"]).await;
+    let body: Value = server
+        .http
+        .post(server.url("/api/v1/demo/token"))
+        .json(&json!({"user_id":"alice"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = body["token"].as_str().unwrap();
+    assert_eq!(server.status_with_token(token).await, 200);
 }
