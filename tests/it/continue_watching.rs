@@ -1,6 +1,8 @@
 //! Continue watching and per-user progress, on every backend.
 
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::support::{TestBackend, TestServer, wait_until};
 
@@ -20,6 +22,29 @@ fn ids(items: &[Value]) -> Vec<&str> {
         .collect()
 }
 
+/// When an item was last written. Parsed, not compared as text: RFC 3339
+/// drops trailing zeros of the fraction, so `…:20Z` sorts after `…:20.5Z` as
+/// text although it is earlier.
+fn updated_at(item: &Value) -> OffsetDateTime {
+    let text = item["updated_at"]
+        .as_str()
+        .unwrap_or_else(|| panic!("updated_at is a string: {item}"));
+    OffsetDateTime::parse(text, &Rfc3339)
+        .unwrap_or_else(|e| panic!("updated_at {text:?} is not RFC 3339: {e}"))
+}
+
+/// Asserts `items` run from the most recently written to the least.
+fn assert_newest_first(items: &[Value]) {
+    for pair in items.windows(2) {
+        assert!(
+            updated_at(&pair[0]) >= updated_at(&pair[1]),
+            "{} is listed before {}, which was written later",
+            pair[0],
+            pair[1]
+        );
+    }
+}
+
 async fn send(server: &TestServer, user: &str, movie: &str, seconds: f64) {
     let status = server
         .post_progress(
@@ -32,6 +57,7 @@ async fn send(server: &TestServer, user: &str, movie: &str, seconds: f64) {
 
 async fn most_recent_first_with_completed_titles_left_out(backend: TestBackend) {
     let server = backend.start(&[]).await;
+    let started = OffsetDateTime::now_utc();
     send(&server, "alice", "clock", 30.0).await;
     send(&server, "alice", "inception", 2843.0).await;
     send(&server, "alice", "countdown", 59.0).await; // ≥ 95 % of 60 s: completed
@@ -44,18 +70,23 @@ async fn most_recent_first_with_completed_titles_left_out(backend: TestBackend) 
     assert_eq!(testcard["position_seconds"], 45.0);
     assert_eq!(testcard["duration_seconds"], 90.0);
     assert_eq!(testcard["progress"], 0.5);
-    let updated_at = testcard["updated_at"].as_str().unwrap();
+    let text = testcard["updated_at"].as_str().unwrap();
+    assert!(text.ends_with('Z'), "{text}: in UTC");
+    // Stamped when the server received it: during this test (the server runs
+    // on this host's clock; the stamp has µs precision).
+    let received = updated_at(testcard);
+    let slack = time::Duration::milliseconds(1);
     assert!(
-        updated_at.ends_with('Z') && updated_at.contains('T'),
-        "{updated_at}"
+        received >= started - slack && received <= OffsetDateTime::now_utc() + slack,
+        "{text} is not during the test (from {started})"
     );
-    assert!(items[0]["updated_at"].as_str() >= items[1]["updated_at"].as_str());
+    assert_newest_first(&items);
     // Watching an older title again moves it to the front.
     send(&server, "alice", "clock", 31.0).await;
-    assert_eq!(
-        ids(&list(&server, "alice", "").await),
-        ["clock", "testcard", "inception"]
-    );
+    let items = list(&server, "alice", "").await;
+    assert_eq!(ids(&items), ["clock", "testcard", "inception"]);
+    assert_newest_first(&items);
+    assert!(updated_at(&items[0]) > received, "{}", items[0]);
     assert_eq!(ids(&list(&server, "bob", "").await), ["clock"]);
 }
 

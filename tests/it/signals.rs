@@ -201,6 +201,20 @@ async fn a_reconnect_storm_keeps_every_position() {
     }))
     .await;
     assert_eq!(reconnected.len(), COUNT);
+    // Each hello offered exactly where that viewer was when it dropped: its
+    // tick was live on the server (maybe not written yet), and nothing newer
+    // exists.
+    for (i, (_, hello)) in reconnected.iter().enumerate() {
+        let before = 10.0 + i as f64;
+        let offered = hello["resume_position_seconds"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("storm-{i}: hello without a resume position: {hello}"));
+        assert!(
+            offered >= before,
+            "storm-{i}: the hello offered {offered} s, behind the {before} s it had before the storm"
+        );
+        assert_eq!(offered, before, "storm-{i}: the hello offered {offered} s");
+    }
     for i in 0..COUNT {
         let stream = server.stream(&format!("storm-{i}"), "inception").await;
         assert_eq!(
