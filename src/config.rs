@@ -95,6 +95,12 @@ pub struct Config {
     #[arg(long, env = "RESUME_FLUSH_INTERVAL_MS", default_value_t = 4000)]
     pub flush_interval_ms: u64,
 
+    /// A session position behind the resume point its hello offered is provisional
+    /// (kept, not written or shown) until playback has run on from it this long, or
+    /// the player reports `ended`; 0 writes such positions like any other.
+    #[arg(long, env = "RESUME_PROVISIONAL_CONFIRM_MS", default_value_t = 10_000)]
+    pub provisional_confirm_ms: u64,
+
     /// HS256 secret (at least 32 bytes). Without a secret or public key the server runs in demo mode.
     #[arg(long, env = "RESUME_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,

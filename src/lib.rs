@@ -5,12 +5,15 @@
 //! * **Write path.** A player opens one WebSocket per playback session
 //!   (`http::session`); a session actor (`session::actor`) keeps the latest
 //!   position and writes it to the store every flush interval, when the player
-//!   ends, when the socket closes and when the server shuts down. The seed's
+//!   ends, when the socket closes and when the server shuts down. The position
+//!   rules it follows are a pure state machine (`session::book`). The seed's
 //!   plain `POST /api/v1/stream/progress` (`http::stream`) stays for clients
 //!   without WebSockets.
-//! * **Read path.** `GET /api/v1/stream` reads the position — the newer of the
-//!   store's and a live session's on this node — and applies the completion
-//!   threshold (`resume`).
+//! * **Read path.** `GET /api/v1/stream` asks `position_reads` where the viewer
+//!   is — the newest of a live session's position on this node and the store's
+//!   winner, a delete hiding anything received before it — and applies the
+//!   completion threshold (`resume`). The hello of a session, a raw progress
+//!   read and continue watching ask the same function.
 //! * **Store.** `store::PositionStore`, last-write-wins by the time the server
 //!   received a position: the embedded redb store by default, Cassandra/ScyllaDB
 //!   in production.
@@ -27,6 +30,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod position_reads;
 pub mod resume;
 pub mod server;
 pub mod session;

@@ -55,8 +55,10 @@ pub enum FlushReason {
 /// Outcome of a store write.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 pub enum WriteOutcome {
-    /// Durable.
+    /// Durable, and the stored winner.
     Ok,
+    /// Durable, but a newer write or delete already held the title.
+    Superseded,
     /// The store refused or timed out.
     Failed,
 }
@@ -96,6 +98,10 @@ pub struct Metrics {
     flushes: Family<FlushLabel, Counter>,
     /// Writes through the HTTP progress route.
     pub http_progress_writes: Counter,
+    /// Ticks over the rate, kept as the latest position but not answered.
+    pub ticks_coalesced: Counter,
+    /// Stored winners stamped ahead of this node's clock beyond the tolerance.
+    pub clock_skew_seen: Counter,
 }
 
 /// Exports a store's group-commit counters, read at each scrape.
@@ -141,6 +147,18 @@ impl Metrics {
         let write_latency = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
         let flushes = Family::default();
         let http_progress_writes = Counter::default();
+        let ticks_coalesced = Counter::default();
+        let clock_skew_seen = Counter::default();
+        registry.register(
+            "ticks_coalesced",
+            "Ticks over the session's rate: kept as its latest position, not answered",
+            ticks_coalesced.clone(),
+        );
+        registry.register(
+            "clock_skew_seen",
+            "Stored positions stamped more than a second ahead of this node's clock (a node's clock is off)",
+            clock_skew_seen.clone(),
+        );
         registry.register(
             "live_sessions",
             "WebSocket sessions open now",
@@ -191,6 +209,8 @@ impl Metrics {
             write_latency,
             flushes,
             http_progress_writes,
+            ticks_coalesced,
+            clock_skew_seen,
         }
     }
 

@@ -58,6 +58,19 @@ pub fn resume_position(
     }
 }
 
+/// Whether a saved position belongs in continue watching: started (not 0),
+/// watched at least `min_resume_ms`, and not past the completion threshold.
+pub fn is_in_progress(
+    position_ms: u64,
+    duration_ms: u64,
+    min_resume_ms: u64,
+    threshold: CompletionThreshold,
+) -> bool {
+    position_ms > 0
+        && position_ms >= min_resume_ms
+        && !threshold.is_completed(position_ms, duration_ms)
+}
+
 /// Why a client-supplied position was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PositionError {
@@ -148,6 +161,28 @@ mod tests {
                 completed: false
             }
         );
+    }
+
+    #[test]
+    fn in_progress_means_started_long_enough_and_not_finished() {
+        let threshold = CompletionThreshold::from_fraction(NINETY_FIVE);
+        // (position, min resume, expected)
+        let table = [
+            (0, 0, false),
+            (1, 0, true),
+            (4_999, 5_000, false),
+            (5_000, 5_000, true),
+            (94_999, 0, true),
+            (95_000, 0, false),
+            (100_000, 0, false),
+        ];
+        for (position, min_resume, expected) in table {
+            assert_eq!(
+                is_in_progress(position, 100_000, min_resume, threshold),
+                expected,
+                "{position} with min {min_resume}"
+            );
+        }
     }
 
     #[test]

@@ -12,9 +12,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthKeys, UserId};
 use crate::catalog::{Catalog, Movie};
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::position_reads::PositionReads;
 use crate::resume::{CompletionThreshold, ResumeDecision, resume_position};
 use crate::session::{SessionRegistry, SessionSettings};
 use crate::store::{SavedPosition, SharedStore};
@@ -64,6 +66,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks session tasks, which axum's graceful shutdown does not wait for.
     pub session_tasks: TaskTracker,
+    /// Stamps every write with the time it was received.
+    pub clock: SharedClock,
 }
 
 impl AppState {
@@ -72,6 +76,7 @@ impl AppState {
         let metrics = Arc::new(Metrics::new(store.commit_stats()));
         let session_settings = SessionSettings {
             flush_interval: config.flush_interval(),
+            provisional_confirm: Duration::from_millis(config.provisional_confirm_ms),
             ping_interval: Duration::from_millis(config.ping_interval_ms),
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
             tick_rate: config.tick_rate,
@@ -102,6 +107,7 @@ impl AppState {
             metrics,
             shutdown: CancellationToken::new(),
             session_tasks: TaskTracker::new(),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -112,29 +118,23 @@ impl AppState {
             .ok_or_else(|| ApiError::NotFound(format!("unknown movie_id {movie_id:?}")))
     }
 
-    /// The user's position on a title: the newer of the stored one and a live
-    /// session's unflushed one on this node (read-your-writes).
+    /// The reads of "where is this viewer" (`crate::position_reads`).
+    pub fn positions(&self) -> PositionReads<'_> {
+        PositionReads {
+            store: &*self.store,
+            sessions: &self.sessions,
+            metrics: &self.metrics,
+            now_micros: self.clock.now_micros(),
+        }
+    }
+
+    /// The user's position on a title, live sessions and tombstones included.
     pub async fn current_position(
         &self,
         user: &UserId,
         movie_id: &str,
     ) -> Result<Option<SavedPosition>, ApiError> {
-        let stored = self.store.get(user.as_str(), movie_id).await?;
-        let live = self.sessions.latest(user, movie_id);
-        Ok(match (stored, live) {
-            (stored, Some(live))
-                if stored
-                    .as_ref()
-                    .is_none_or(|s| s.updated_at_micros < live.received_at_micros) =>
-            {
-                Some(SavedPosition {
-                    movie_id: movie_id.to_owned(),
-                    position_ms: live.position_ms,
-                    updated_at_micros: live.received_at_micros,
-                })
-            }
-            (stored, _) => stored,
-        })
+        Ok(self.positions().current(user, movie_id).await?)
     }
 
     /// Where playback of `movie` starts for `user`.

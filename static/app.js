@@ -267,6 +267,14 @@ function openSession(movie) {
         showSaved(movie, position);
       }
     },
+    // The write landed but something received later holds the title: say so
+    // rather than claim a save that readers will not see.
+    onSuperseded: (message) => {
+      ui.savedText.textContent =
+        message.by === 'delete'
+          ? `Not saved: ${formatTime(message.position_seconds)} was removed`
+          : `Not saved: another device is at ${formatTime(message.current_position_seconds)}`;
+    },
     onServerError: (message) => setStatus(`Server: ${message.message || message.code}`),
     // A browser hides why an upgrade failed; an expired login is the one cause
     // that retrying cannot fix, so ask the HTTP API whether it is that.

@@ -13,7 +13,8 @@ export class PlaybackSession {
   /**
    * @param {string} url       the session WebSocket URL (token included)
    * @param {object} handlers  `onChange(state, retryAt?)`, `onHello(msg)`,
-   *                           `onSaved(seconds)`, `onServerError(msg)`, and
+   *                           `onSaved(seconds)`, `onSuperseded(msg)` when a
+   *                           write lost to a newer one, `onServerError(msg)`, and
    *                           `onRefused()` when a socket closes before its hello
    */
   constructor(url, handlers) {
@@ -99,6 +100,9 @@ export class PlaybackSession {
         break;
       case 'saved':
         this.handlers.onSaved?.(message.position_seconds);
+        break;
+      case 'superseded':
+        this.handlers.onSuperseded?.(message);
         break;
       case 'error':
         this.handlers.onServerError?.(message);

@@ -1,9 +1,8 @@
 //! Per-user progress: the continue-watching list, one raw position, removing a
 //! title from the list, and marking it watched.
 //!
-//! Every answer merges this node's live, unflushed session positions with the
-//! store (read-your-writes), and applies the same completion threshold as the
-//! read path.
+//! Every answer comes from `crate::position_reads` (live sessions on this node,
+//! the store, tombstones), and continue watching applies `resume::is_in_progress`.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -12,11 +11,11 @@ use axum::routing::{get, put};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthenticatedUser;
-use crate::clock::{now_micros, rfc3339};
+use crate::clock::rfc3339;
 use crate::error::{ApiError, ApiQuery};
-use crate::resume::seconds_from_ms;
+use crate::resume::{is_in_progress, seconds_from_ms};
 use crate::state::AppState;
-use crate::store::{PositionWrite, SavedPosition};
+use crate::store::PositionWrite;
 
 /// Default number of continue-watching items.
 const DEFAULT_LIMIT: usize = 20;
@@ -74,21 +73,7 @@ async fn continue_watching(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<axum::Json<ContinueWatching>, ApiError> {
     let limit = parse_limit(query.limit.as_deref())?;
-    let mut positions = state.store.list(user.as_str()).await?;
-    for (movie_id, live) in state.sessions.latest_by_movie(&user) {
-        match positions.iter_mut().find(|p| *p.movie_id == *movie_id) {
-            Some(stored) if stored.updated_at_micros >= live.received_at_micros => {}
-            Some(stored) => {
-                stored.position_ms = live.position_ms;
-                stored.updated_at_micros = live.received_at_micros;
-            }
-            None => positions.push(SavedPosition {
-                movie_id: movie_id.to_string(),
-                position_ms: live.position_ms,
-                updated_at_micros: live.received_at_micros,
-            }),
-        }
-    }
+    let mut positions = state.positions().all(&user).await?;
     positions.sort_by(|a, b| {
         b.updated_at_micros
             .cmp(&a.updated_at_micros)
@@ -100,13 +85,14 @@ async fn continue_watching(
             // Titles no longer in the catalog are skipped, not errors.
             let movie = state.catalog.get(&saved.movie_id)?;
             let duration_ms = movie.duration_ms();
-            let in_progress = saved.position_ms > 0
-                && saved.position_ms >= state.http.min_resume_ms
-                && !state
-                    .http
-                    .threshold
-                    .is_completed(saved.position_ms, duration_ms);
-            in_progress.then(|| ContinueItem {
+            let http = &state.http;
+            is_in_progress(
+                saved.position_ms,
+                duration_ms,
+                http.min_resume_ms,
+                http.threshold,
+            )
+            .then(|| ContinueItem {
                 movie_id: movie.movie_id.clone(),
                 title: movie.title.clone(),
                 position_seconds: seconds_from_ms(saved.position_ms),
@@ -149,7 +135,7 @@ async fn delete_progress(
     AuthenticatedUser(user): AuthenticatedUser,
     Path(movie_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let at = now_micros();
+    let at = state.clock.now_micros();
     state.movie(&movie_id)?;
     state.store.delete(user.as_str(), &movie_id, at).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -160,7 +146,7 @@ async fn mark_watched(
     AuthenticatedUser(user): AuthenticatedUser,
     Path(movie_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let at = now_micros();
+    let at = state.clock.now_micros();
     let movie = state.movie(&movie_id)?;
     state
         .store

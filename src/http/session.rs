@@ -53,6 +53,7 @@ async fn open_session(
         metrics: state.metrics.clone(),
         ticket,
         shutdown: state.shutdown.clone(),
+        clock: state.clock.clone(),
     };
     // Held from now until the session task ends, so shutdown waits for sessions
     // that are upgraded but not started yet.

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use super::MovieQuery;
 use crate::auth::AuthenticatedUser;
-use crate::clock::now_micros;
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::resume::{position_ms_from_seconds, seconds_from_ms};
 use crate::state::AppState;
@@ -71,7 +70,7 @@ async fn progress(
     AuthenticatedUser(user): AuthenticatedUser,
     ApiJson(body): ApiJson<ProgressBody>,
 ) -> Result<StatusCode, ApiError> {
-    let received_at = now_micros();
+    let received_at = state.clock.now_micros();
     let movie = state.movie(&body.movie_id)?;
     let position_ms = position_ms_from_seconds(body.position_seconds, movie.duration_ms())
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;

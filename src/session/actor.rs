@@ -24,16 +24,17 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
+use super::book::{BookSettings, PositionBook, Settled, WriteResult};
 use super::flood::{FloodGuard, FloodVerdict};
 use super::protocol::{
-    ClientMessage, PlaybackState, ProtocolError, ServerMessage, error_code, parse_client_message,
+    ClientMessage, ServerMessage, SupersededBy, error_code, parse_client_message,
 };
 use super::registry::{LivePosition, SessionTicket};
 use crate::auth::UserId;
-use crate::clock::now_micros;
+use crate::clock::SharedClock;
 use crate::metrics::{FlushReason, Metrics, RejectReason, WriteOutcome};
 use crate::resume::seconds_from_ms;
-use crate::store::{PositionWrite, SharedStore, StoreError};
+use crate::store::{PositionWrite, PutOutcome, SharedStore, StoreError, Stored};
 
 /// Close code: the server is going away (shutdown).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -42,18 +43,17 @@ pub const CLOSE_POLICY: u16 = 1008;
 /// Close code: a frame or message over the size limit.
 pub const CLOSE_TOO_BIG: u16 = 1009;
 
-/// First retry delay after a failed write.
-const RETRY_MIN: Duration = Duration::from_millis(250);
 /// How long a server-initiated close waits for the client's close reply.
 const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
-/// Longest retry delay.
-const RETRY_MAX: Duration = Duration::from_secs(8);
 
 /// Timing and limits of every session, from the config.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     /// Write the position this often when it changed.
     pub flush_interval: Duration,
+    /// How long playback must run on from a position behind the hello's resume
+    /// point before it is written (zero: at once).
+    pub provisional_confirm: Duration,
     /// Send a ping this often.
     pub ping_interval: Duration,
     /// End the session after this long without any frame from the client.
@@ -70,7 +70,7 @@ pub struct SessionContext {
     pub user: UserId,
     /// The title's duration, for clamping.
     pub duration_ms: u64,
-    /// Sent in the hello message.
+    /// Sent in the hello message; positions behind it are provisional.
     pub resume_position_ms: u64,
     /// Shared settings.
     pub settings: Arc<SessionSettings>,
@@ -82,6 +82,8 @@ pub struct SessionContext {
     pub ticket: SessionTicket,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
+    /// Stamps positions as they arrive.
+    pub clock: SharedClock,
 }
 
 /// Why the socket part of a session ended.
@@ -101,71 +103,23 @@ enum SocketEnd {
     Shutdown,
 }
 
-type WriteFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
-
-/// The position bookkeeping of a session: what was received, what is being
-/// written, what is durable.
-#[derive(Debug, Default)]
-struct PositionBook {
-    /// Latest position received.
-    latest: Option<LivePosition>,
-    /// The write in flight, if any.
-    in_flight: Option<LivePosition>,
-    /// Timestamp of the newest durable write.
-    durable_at: Option<i64>,
-}
-
-impl PositionBook {
-    /// Records a tick; returns false when the position did not move (no write needed).
-    fn record(&mut self, position_ms: u64) -> Option<LivePosition> {
-        if self.latest.is_some_and(|l| l.position_ms == position_ms) {
-            return None;
-        }
-        let after = self.latest.map_or(i64::MIN, |l| l.received_at_micros);
-        let position = LivePosition {
-            position_ms,
-            // Strictly increasing within a session, even if the wall clock steps back.
-            received_at_micros: now_micros().max(after.saturating_add(1)),
-        };
-        self.latest = Some(position);
-        Some(position)
-    }
-
-    /// The position to write now, if one is newer than what is durable and none is in flight.
-    fn due(&self) -> Option<LivePosition> {
-        let latest = self.latest?;
-        let newer = self
-            .durable_at
-            .is_none_or(|at| latest.received_at_micros > at);
-        (newer && self.in_flight.is_none()).then_some(latest)
-    }
-
-    fn is_dirty(&self) -> bool {
-        self.latest
-            .is_some_and(|l| self.durable_at.is_none_or(|at| l.received_at_micros > at))
-    }
-}
+type WriteFuture = Pin<Box<dyn Future<Output = Result<PutOutcome, StoreError>> + Send>>;
 
 /// The actor's state besides the socket.
 struct SessionActor {
     ctx: SessionContext,
+    /// The position rules (`super::book`).
     book: PositionBook,
     flood: FloodGuard,
     /// The write in flight.
     pending: Option<WriteFuture>,
-    /// When to write next (armed when the position changes, or for a retry).
-    flush_at: Option<Instant>,
-    /// Why the next write happens.
-    flush_reason: FlushReason,
-    /// Current retry delay.
-    backoff: Duration,
     /// Next ping.
     ping_at: Instant,
     /// End of the idle timeout.
     idle_at: Instant,
 }
 
-/// Runs a session to its end: hello, ticks, writes, close, final write.
+/// Runs a session to its end: hello, ticks, writes, final write, close.
 pub async fn run_session<S>(mut socket: S, ctx: SessionContext)
 where
     S: Stream<Item = Result<Message, axum::Error>>
@@ -177,13 +131,14 @@ where
     let settings = Arc::clone(&ctx.settings);
     ctx.metrics.live_sessions.inc();
     ctx.metrics.sessions_opened.inc();
+    let book_settings = BookSettings {
+        flush_interval: settings.flush_interval,
+        confirm_after: settings.provisional_confirm,
+    };
     let mut actor = SessionActor {
         flood: FloodGuard::new(settings.tick_rate, now),
-        book: PositionBook::default(),
+        book: PositionBook::new(book_settings, ctx.resume_position_ms),
         pending: None,
-        flush_at: None,
-        flush_reason: FlushReason::Interval,
-        backoff: RETRY_MIN,
         ping_at: now + settings.ping_interval,
         idle_at: now + settings.idle_timeout,
         ctx,
@@ -206,6 +161,15 @@ where
     } else {
         SocketEnd::ClientGone
     };
+    let reason = if end == SocketEnd::Shutdown {
+        FlushReason::Shutdown
+    } else {
+        FlushReason::Close
+    };
+    // The final write lands before the close completes, so a reader on any node
+    // that sees the close also sees the position. A store that does not answer
+    // in time does not hold the close back; the write goes on after it.
+    let _ = timeout(settings.send_timeout, actor.write_final(reason)).await;
     let close_code = match end {
         SocketEnd::ClientGone => None,
         SocketEnd::ClientClosed => {
@@ -231,16 +195,11 @@ where
         )
         .await;
     }
-    let reason = if end == SocketEnd::Shutdown {
-        FlushReason::Shutdown
-    } else {
-        FlushReason::Close
-    };
-    actor.write_final(reason).await;
     if close_sent {
         await_close_reply(&mut socket, CLOSE_REPLY_WAIT).await;
     }
     drop(socket);
+    actor.write_final(reason).await;
     actor.ctx.metrics.live_sessions.dec();
 }
 
@@ -271,11 +230,10 @@ impl SessionActor {
                 () = &mut cancelled => return SocketEnd::Shutdown,
                 outcome = wait_for(&mut self.pending) => {
                     self.pending = None;
-                    if let Some(saved) = self.write_finished(outcome) {
-                        let ack = ServerMessage::Saved { position_seconds: seconds_from_ms(saved) }.to_json();
-                        if !send(socket, Message::Text(ack.into()), send_timeout).await {
-                            return SocketEnd::ClientGone;
-                        }
+                    if let Some(ack) = self.write_finished(outcome)
+                        && !send(socket, Message::Text(ack.into()), send_timeout).await
+                    {
+                        return SocketEnd::ClientGone;
                     }
                 }
                 frame = socket.next() => {
@@ -301,9 +259,7 @@ impl SessionActor {
                             return SocketEnd::ClientGone;
                         }
                     }
-                    if self.flush_at.is_some_and(|at| now >= at) {
-                        self.start_write();
-                    }
+                    self.start_write(now);
                 }
             }
         }
@@ -311,84 +267,71 @@ impl SessionActor {
 
     /// The earliest moment the actor must wake up without input.
     fn next_deadline(&self) -> Instant {
-        let mut deadline = self.ping_at.min(self.idle_at);
-        if let Some(at) = self.flush_at
-            && self.pending.is_none()
-        {
-            deadline = deadline.min(at);
+        let deadline = self.ping_at.min(self.idle_at);
+        match self.book.next_write_at() {
+            Some(at) if self.pending.is_none() => deadline.min(at),
+            _ => deadline,
         }
-        deadline
     }
 
     /// Handles one frame; returns `Some` when the session must end.
+    ///
+    /// Every frame but a close counts toward the rate. A well-formed tick is
+    /// recorded whatever the rate; over the rate nothing is answered, and a
+    /// sustained flood ends the session (its latest tick recorded first).
     async fn on_message<S>(&mut self, socket: &mut S, message: Message) -> Option<SocketEnd>
     where
         S: Sink<Message, Error = axum::Error> + Unpin,
     {
-        let text = match message {
-            Message::Text(text) => text,
-            Message::Binary(_) => {
-                let error = reject(
-                    &self.ctx.metrics,
-                    RejectReason::Binary,
-                    "binary frames are not supported".into(),
-                );
-                return (!send(socket, error, self.ctx.settings.send_timeout).await)
-                    .then_some(SocketEnd::ClientGone);
-            }
-            Message::Close(_) => return Some(SocketEnd::ClientClosed),
-            Message::Ping(_) | Message::Pong(_) => return None,
+        if let Message::Close(_) = message {
+            return Some(SocketEnd::ClientClosed);
+        }
+        let verdict = self.flood.check(Instant::now());
+        let reply = match message {
+            Message::Text(text) => match parse_client_message(&text, self.ctx.duration_ms) {
+                Ok(ClientMessage::Tick { position_ms, state }) => {
+                    self.ctx.metrics.ticks_received.inc();
+                    let now = Instant::now();
+                    let wall = self.ctx.clock.now_micros();
+                    if let Some(shown) = self.book.tick(position_ms, state, now, wall) {
+                        self.ctx.ticket.session().set_latest(shown);
+                    }
+                    if verdict == FloodVerdict::Drop {
+                        self.ctx.metrics.ticks_coalesced.inc();
+                    }
+                    None
+                }
+                Err(e) => Some((e.reason(), e.to_string())),
+            },
+            Message::Binary(_) => Some((
+                RejectReason::Binary,
+                "binary frames are not supported".into(),
+            )),
+            _ => None,
         };
-        let reply = match self.flood.check(Instant::now()) {
+        match verdict {
             FloodVerdict::Close => {
                 self.ctx.metrics.rejected(RejectReason::RateLimited);
                 return Some(SocketEnd::Flood);
             }
-            FloodVerdict::Drop => Some(reject(
-                &self.ctx.metrics,
-                RejectReason::RateLimited,
-                "too many messages; this one was dropped".into(),
-            )),
-            FloodVerdict::Allow => match parse_client_message(&text, self.ctx.duration_ms) {
-                Ok(ClientMessage::Tick { position_ms, state }) => {
-                    self.on_tick(position_ms, state);
-                    None
-                }
-                Err(e) => Some(protocol_error(&self.ctx.metrics, e)),
-            },
-        };
-        let reply = reply?;
-        (!send(socket, reply, self.ctx.settings.send_timeout).await)
+            FloodVerdict::Drop => return None,
+            FloodVerdict::Allow => {}
+        }
+        let (reason, message) = reply?;
+        let error = reject(&self.ctx.metrics, reason, message);
+        (!send(socket, error, self.ctx.settings.send_timeout).await)
             .then_some(SocketEnd::ClientGone)
     }
 
-    fn on_tick(&mut self, position_ms: u64, state: Option<PlaybackState>) {
-        self.ctx.metrics.ticks_received.inc();
-        if let Some(position) = self.book.record(position_ms) {
-            self.ctx.ticket.session().set_latest(position);
-            if self.flush_at.is_none() {
-                self.flush_at = Some(Instant::now() + self.ctx.settings.flush_interval);
-                self.flush_reason = FlushReason::Interval;
-            }
-        }
-        if state == Some(PlaybackState::Ended) && self.book.is_dirty() {
-            self.flush_at = Some(Instant::now());
-            self.flush_reason = FlushReason::Ended;
-        }
-    }
-
-    /// Starts writing the latest position if one is due and none is in flight.
-    fn start_write(&mut self) {
-        let Some(position) = self.book.due() else {
-            if !self.book.is_dirty() {
-                self.flush_at = None;
-            }
+    /// Starts the write the book says is due, if none is in flight.
+    fn start_write(&mut self, now: Instant) {
+        if self.pending.is_some() {
             return;
-        };
-        self.flush_at = None;
-        self.book.in_flight = Some(position);
-        self.ctx.metrics.flushed(self.flush_reason);
-        self.pending = Some(self.write_future(position));
+        }
+        if let Some((position, reason)) = self.book.start_write(now) {
+            self.ctx.metrics.flushed(reason);
+            self.pending = Some(self.write_future(position));
+        }
     }
 
     fn write_future(&self, position: LivePosition) -> WriteFuture {
@@ -403,61 +346,62 @@ impl SessionActor {
         Box::pin(async move {
             let started = Instant::now();
             let outcome = store.put(write).await;
-            let label = if outcome.is_ok() {
-                WriteOutcome::Ok
-            } else {
-                WriteOutcome::Failed
+            let label = match &outcome {
+                Ok(PutOutcome::Applied) => WriteOutcome::Ok,
+                Ok(PutOutcome::Superseded(_)) => WriteOutcome::Superseded,
+                Err(_) => WriteOutcome::Failed,
             };
             metrics.store_write(label, started.elapsed().as_secs_f64());
             outcome
         })
     }
 
-    /// Books the outcome of the write in flight; returns the position saved, if it was.
-    fn write_finished(&mut self, outcome: Result<(), StoreError>) -> Option<u64> {
-        let written = self.book.in_flight.take()?;
-        match outcome {
-            Ok(()) => {
-                self.backoff = RETRY_MIN;
-                self.book.durable_at = Some(written.received_at_micros);
-                if self.book.is_dirty() && self.flush_at.is_none() {
-                    self.flush_at = Some(Instant::now() + self.ctx.settings.flush_interval);
-                    self.flush_reason = FlushReason::Interval;
-                }
-                Some(written.position_ms)
-            }
+    /// Books the outcome of the write in flight; returns the acknowledgement to
+    /// send: `saved` for a stored winner, `superseded` for a write that lost.
+    fn write_finished(&mut self, outcome: Result<PutOutcome, StoreError>) -> Option<String> {
+        let result = match &outcome {
+            Ok(PutOutcome::Applied) => WriteResult::Applied,
+            Ok(PutOutcome::Superseded(_)) => WriteResult::Superseded,
             Err(e) => {
-                tracing::debug!(error = %e, retry_in_ms = self.backoff.as_millis() as u64, "session write failed");
-                self.flush_at = Some(Instant::now() + self.backoff);
-                self.flush_reason = FlushReason::Retry;
-                self.backoff = (self.backoff * 2).min(RETRY_MAX);
-                None
+                tracing::debug!(error = %e, "session write failed; retrying with backoff");
+                WriteResult::Failed
             }
-        }
+        };
+        let Settled { position, won } = self.book.write_finished(result, Instant::now())?;
+        let position_seconds = seconds_from_ms(position.position_ms);
+        let message = match outcome {
+            Ok(PutOutcome::Superseded(winner)) if !won => ServerMessage::Superseded {
+                position_seconds,
+                by: match winner {
+                    Stored::Position(current) => SupersededBy::NewerPosition {
+                        current_position_seconds: seconds_from_ms(current.position_ms),
+                    },
+                    Stored::Deleted { .. } => SupersededBy::Delete,
+                },
+            },
+            _ => ServerMessage::Saved { position_seconds },
+        };
+        Some(message.to_json())
     }
 
-    /// After the socket is gone: finish the write in flight and write the latest
-    /// position, retrying until it is durable. The server's shutdown deadline
-    /// bounds this on exit.
+    /// Finishes the write in flight and writes what is left, retrying until the
+    /// store has settled it. Cancel-safe: a write in flight stays in `pending`.
     async fn write_final(&mut self, reason: FlushReason) {
-        self.flush_reason = reason;
+        self.book.close(reason, Instant::now());
         loop {
-            if let Some(mut pending) = self.pending.take() {
-                let outcome = (&mut pending).await;
+            if self.pending.is_some() {
+                let outcome = wait_for(&mut self.pending).await;
+                self.pending = None;
                 self.write_finished(outcome);
             }
-            if !self.book.is_dirty() {
+            if self.book.is_settled() {
                 return;
             }
-            if let Some(at) = self
-                .flush_at
-                .filter(|_| self.flush_reason == FlushReason::Retry)
-            {
-                tokio::time::sleep_until(at).await;
-            } else {
-                self.flush_reason = reason;
-            }
-            self.start_write();
+            let Some(at) = self.book.next_write_at() else {
+                return;
+            };
+            sleep_until(at).await;
+            self.start_write(Instant::now());
         }
     }
 }
@@ -479,7 +423,7 @@ where
 }
 
 /// Waits for the write in flight; never resolves when there is none.
-async fn wait_for(pending: &mut Option<WriteFuture>) -> Result<(), StoreError> {
+async fn wait_for(pending: &mut Option<WriteFuture>) -> Result<PutOutcome, StoreError> {
     match pending {
         Some(write) => write.await,
         None => std::future::pending().await,
@@ -506,10 +450,6 @@ fn reject(metrics: &Metrics, reason: RejectReason, message: String) -> Message {
     )
 }
 
-fn protocol_error(metrics: &Metrics, error: ProtocolError) -> Message {
-    reject(metrics, error.reason(), error.to_string())
-}
-
 /// Whether a read error is a frame or message over the size limit.
 fn is_too_big(error: &axum::Error) -> bool {
     let source = std::error::Error::source(error);
@@ -529,8 +469,10 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::session::book::RETRY_MAX;
     use crate::session::registry::SessionRegistry;
-    use crate::store::{PositionStore, SavedPosition};
+    use crate::store::PositionStore;
 
     /// Records writes; can be told to fail.
     #[derive(Default)]
@@ -542,21 +484,21 @@ mod tests {
 
     #[async_trait]
     impl PositionStore for RecordingStore {
-        async fn put(&self, write: PositionWrite) -> Result<(), StoreError> {
+        async fn put(&self, write: PositionWrite) -> Result<PutOutcome, StoreError> {
             self.attempts.lock().unwrap().push(write.clone());
             if self.failing.load(Ordering::SeqCst) {
                 return Err(StoreError::Unavailable("down".into()));
             }
             self.writes.lock().unwrap().push(write);
-            Ok(())
+            Ok(PutOutcome::Applied)
         }
         async fn delete(&self, _: &str, _: &str, _: i64) -> Result<(), StoreError> {
             Ok(())
         }
-        async fn get(&self, _: &str, _: &str) -> Result<Option<SavedPosition>, StoreError> {
+        async fn get(&self, _: &str, _: &str) -> Result<Option<Stored>, StoreError> {
             Ok(None)
         }
-        async fn list(&self, _: &str) -> Result<Vec<SavedPosition>, StoreError> {
+        async fn list(&self, _: &str) -> Result<Vec<Stored>, StoreError> {
             Ok(Vec::new())
         }
         async fn check_health(&self) -> Result<(), StoreError> {
@@ -604,8 +546,15 @@ mod tests {
         }
     }
 
+    /// Wall time at the start of every test.
+    const T0: i64 = 1_700_000_000_000_000;
+
     /// A session of "alice" on a 120 s title with the default timings.
-    fn test_context(store: Arc<RecordingStore>, shutdown: CancellationToken) -> SessionContext {
+    fn test_context(
+        store: Arc<RecordingStore>,
+        shutdown: CancellationToken,
+        clock: Arc<ManualClock>,
+    ) -> SessionContext {
         let registry = SessionRegistry::new(10, 10);
         let user = UserId::parse("alice").unwrap();
         SessionContext {
@@ -615,6 +564,7 @@ mod tests {
             resume_position_ms: 0,
             settings: Arc::new(SessionSettings {
                 flush_interval: Duration::from_secs(4),
+                provisional_confirm: Duration::from_secs(10),
                 ping_interval: Duration::from_secs(20),
                 idle_timeout: Duration::from_secs(60),
                 tick_rate: 10.0,
@@ -623,6 +573,7 @@ mod tests {
             store,
             metrics: Arc::new(Metrics::default()),
             shutdown,
+            clock,
         }
     }
 
@@ -631,6 +582,7 @@ mod tests {
         server: mpsc::UnboundedReceiver<Message>,
         store: Arc<RecordingStore>,
         shutdown: CancellationToken,
+        clock: Arc<ManualClock>,
         task: tokio::task::JoinHandle<()>,
     }
 
@@ -640,13 +592,15 @@ mod tests {
             let (outgoing, server) = mpsc::unbounded_channel();
             let store = Arc::new(RecordingStore::default());
             let shutdown = CancellationToken::new();
-            let context = test_context(store.clone(), shutdown.clone());
+            let clock = ManualClock::at(T0);
+            let context = test_context(store.clone(), shutdown.clone(), clock.clone());
             let task = tokio::spawn(run_session(FakeSocket { incoming, outgoing }, context));
             Self {
                 client,
                 server,
                 store,
                 shutdown,
+                clock,
                 task,
             }
         }
@@ -681,6 +635,7 @@ mod tests {
         let context = test_context(
             Arc::new(RecordingStore::default()),
             CancellationToken::new(),
+            ManualClock::at(T0),
         );
         let socket = FakeSocket { incoming, outgoing };
         let socket_size = std::mem::size_of_val(&socket);
@@ -730,13 +685,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_write_timestamp_is_the_receive_time_not_the_flush_time() {
         let h = Harness::start();
-        let before = now_micros();
+        h.clock.advance(1_000_000);
         h.tick(5.0);
         Harness::settle().await;
-        let after = now_micros();
+        // The wall clock moves on before the flush; the write keeps the receive time.
+        h.clock.advance(4_000_000);
         Harness::advance(Duration::from_secs(4)).await;
         let written = h.store.writes.lock().unwrap()[0].written_at_micros;
-        assert!((before..=after).contains(&written));
+        assert_eq!(written, T0 + 1_000_000);
     }
 
     #[tokio::test(start_paused = true)]

@@ -149,10 +149,19 @@ pub enum ServerMessage<'a> {
         /// How often the server writes the position.
         flush_interval_ms: u64,
     },
-    /// A position of this session is durable.
+    /// A position of this session is durable and is the viewer's stored position.
     Saved {
         /// The position written.
         position_seconds: f64,
+    },
+    /// A position of this session was written but lost to a newer write from
+    /// elsewhere (another device, a delete): it is not the stored position.
+    Superseded {
+        /// The position that lost.
+        position_seconds: f64,
+        /// What holds the title instead.
+        #[serde(flatten)]
+        by: SupersededBy,
     },
     /// A message was refused; the session goes on.
     Error {
@@ -161,6 +170,19 @@ pub enum ServerMessage<'a> {
         /// Human-readable detail.
         message: String,
     },
+}
+
+/// What a superseded position lost to.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum SupersededBy {
+    /// A position received later, from another session or device.
+    NewerPosition {
+        /// The stored position now.
+        current_position_seconds: f64,
+    },
+    /// The viewer removed the title after this position was received.
+    Delete,
 }
 
 impl ServerMessage<'_> {
@@ -274,6 +296,27 @@ mod tests {
         assert_eq!(
             saved,
             serde_json::json!({"type":"saved","position_seconds":2.0})
+        );
+        let lost = |by| {
+            serde_json::from_str::<Value>(
+                &ServerMessage::Superseded {
+                    position_seconds: 10.0,
+                    by,
+                }
+                .to_json(),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            lost(SupersededBy::NewerPosition {
+                current_position_seconds: 3600.0
+            }),
+            serde_json::json!({"type":"superseded","position_seconds":10.0,
+                "by":"newer_position","current_position_seconds":3600.0})
+        );
+        assert_eq!(
+            lost(SupersededBy::Delete),
+            serde_json::json!({"type":"superseded","position_seconds":10.0,"by":"delete"})
         );
     }
 

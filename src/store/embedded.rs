@@ -11,7 +11,9 @@
 //! writer.
 //!
 //! Ties (two writes with the same timestamp) resolve as Cassandra does: a delete
-//! wins over a write, and between two writes the larger position wins.
+//! wins over a write, and between two writes the larger position wins. A put
+//! learns whether it is the winner once its whole batch is applied, so a write
+//! overtaken by a newer one in the same batch is reported superseded.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
 pub use super::CommitStats;
-use super::{PositionStore, PositionWrite, SavedPosition, StoreError};
+use super::{PositionStore, PositionWrite, PutOutcome, SavedPosition, StoreError, Stored};
 
 /// `(user_id, movie_id)` → `(position_ms, written_at_micros, is_tombstone)`.
 const POSITIONS: TableDefinition<(&str, &str), (u64, i64, bool)> =
@@ -54,8 +56,11 @@ enum Mutation {
 /// A mutation and the caller waiting for its commit.
 struct Job {
     mutation: Mutation,
-    done: oneshot::Sender<Result<(), StoreError>>,
+    done: oneshot::Sender<Result<PutOutcome, StoreError>>,
 }
+
+/// A stored cell: `(position_ms, written_at_micros, is_tombstone)`.
+type Cell = (u64, i64, bool);
 
 /// The redb-backed [`PositionStore`].
 pub struct EmbeddedStore {
@@ -109,7 +114,7 @@ impl EmbeddedStore {
         Arc::clone(&self.stats)
     }
 
-    async fn submit(&self, mutation: Mutation) -> Result<(), StoreError> {
+    async fn submit(&self, mutation: Mutation) -> Result<PutOutcome, StoreError> {
         let (done, committed) = oneshot::channel();
         let jobs = self.jobs.as_ref().ok_or(StoreError::Closed)?;
         jobs.send(Job { mutation, done })
@@ -131,7 +136,7 @@ impl EmbeddedStore {
 
 #[async_trait]
 impl PositionStore for EmbeddedStore {
-    async fn put(&self, write: PositionWrite) -> Result<(), StoreError> {
+    async fn put(&self, write: PositionWrite) -> Result<PutOutcome, StoreError> {
         self.submit(Mutation::Put(write)).await
     }
 
@@ -147,30 +152,20 @@ impl PositionStore for EmbeddedStore {
             written_at_micros,
         })
         .await
+        .map(drop)
     }
 
-    async fn get(
-        &self,
-        user_id: &str,
-        movie_id: &str,
-    ) -> Result<Option<SavedPosition>, StoreError> {
+    async fn get(&self, user_id: &str, movie_id: &str) -> Result<Option<Stored>, StoreError> {
         self.read(|db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(POSITIONS).map_err(backend)?;
             let found = table.get((user_id, movie_id)).map_err(backend)?;
-            Ok(found.and_then(|cell| {
-                let (position_ms, updated_at_micros, deleted) = cell.value();
-                (!deleted).then(|| SavedPosition {
-                    movie_id: movie_id.to_owned(),
-                    position_ms,
-                    updated_at_micros,
-                })
-            }))
+            Ok(found.map(|cell| stored(movie_id, cell.value())))
         })
         .await
     }
 
-    async fn list(&self, user_id: &str) -> Result<Vec<SavedPosition>, StoreError> {
+    async fn list(&self, user_id: &str) -> Result<Vec<Stored>, StoreError> {
         self.read(|db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(POSITIONS).map_err(backend)?;
@@ -181,14 +176,7 @@ impl PositionStore for EmbeddedStore {
                 if user != user_id {
                     break;
                 }
-                let (position_ms, updated_at_micros, deleted) = cell.value();
-                if !deleted {
-                    positions.push(SavedPosition {
-                        movie_id: movie.to_owned(),
-                        position_ms,
-                        updated_at_micros,
-                    });
-                }
+                positions.push(stored(movie, cell.value()));
             }
             Ok(positions)
         })
@@ -244,57 +232,88 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        let outcome = commit_batch(db, &batch);
-        if outcome.is_ok() {
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats
-                .writes
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        } else if let Err(e) = &outcome {
-            tracing::error!(error = %e, writes = batch.len(), "embedded store commit failed");
-        }
-        for job in batch.drain(..) {
-            let reply = match &outcome {
-                Ok(()) => Ok(()),
-                Err(e) => Err(StoreError::Backend(e.to_string())),
-            };
-            // The caller may have given up waiting; its write is committed anyway.
-            let _ = job.done.send(reply);
+        match commit_batch(db, &batch) {
+            Ok(outcomes) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .writes
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                for (job, outcome) in batch.drain(..).zip(outcomes) {
+                    // The caller may have given up waiting; its write is committed anyway.
+                    let _ = job.done.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, writes = batch.len(), "embedded store commit failed");
+                for job in batch.drain(..) {
+                    let _ = job.done.send(Err(StoreError::Backend(e.to_string())));
+                }
+            }
         }
     }
 }
 
-/// Applies a batch in one durable transaction, each mutation under last-write-wins.
-fn commit_batch(db: &Database, batch: &[Job]) -> Result<(), StoreError> {
+/// The key and cell a mutation writes.
+fn cell_of(mutation: &Mutation) -> ((&str, &str), Cell) {
+    match mutation {
+        Mutation::Put(w) => (
+            (&w.user_id, &w.movie_id),
+            (w.position_ms, w.written_at_micros, false),
+        ),
+        Mutation::Delete {
+            user_id,
+            movie_id,
+            written_at_micros,
+        } => ((user_id, movie_id), (0, *written_at_micros, true)),
+    }
+}
+
+/// Applies a batch in one durable transaction, each mutation under
+/// last-write-wins, and says of each whether it is the winner after the batch.
+fn commit_batch(db: &Database, batch: &[Job]) -> Result<Vec<PutOutcome>, StoreError> {
     let txn = db.begin_write().map_err(backend)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
     {
         let mut table = txn.open_table(POSITIONS).map_err(backend)?;
         for job in batch {
-            let (user_id, movie_id, incoming) = match &job.mutation {
-                Mutation::Put(w) => (
-                    &w.user_id,
-                    &w.movie_id,
-                    (w.position_ms, w.written_at_micros, false),
-                ),
-                Mutation::Delete {
-                    user_id,
-                    movie_id,
-                    written_at_micros,
-                } => (user_id, movie_id, (0, *written_at_micros, true)),
-            };
-            let key = (user_id.as_str(), movie_id.as_str());
+            let (key, incoming) = cell_of(&job.mutation);
             let current = table.get(key).map_err(backend)?.map(|cell| cell.value());
             if current.is_none_or(|stored| wins(incoming, stored)) {
                 table.insert(key, incoming).map_err(backend)?;
             }
         }
+        for job in batch {
+            let (key, incoming) = cell_of(&job.mutation);
+            let winner = table.get(key).map_err(backend)?.map(|cell| cell.value());
+            outcomes.push(match winner {
+                Some(winner) if winner != incoming => PutOutcome::Superseded(stored(key.1, winner)),
+                _ => PutOutcome::Applied,
+            });
+        }
     }
-    txn.commit().map_err(backend)
+    txn.commit().map_err(backend)?;
+    Ok(outcomes)
+}
+
+/// A stored cell as the trait reports it.
+fn stored(movie_id: &str, (position_ms, at, deleted): Cell) -> Stored {
+    if deleted {
+        Stored::Deleted {
+            movie_id: movie_id.to_owned(),
+            deleted_at_micros: at,
+        }
+    } else {
+        Stored::Position(SavedPosition {
+            movie_id: movie_id.to_owned(),
+            position_ms,
+            updated_at_micros: at,
+        })
+    }
 }
 
 /// Whether `incoming` replaces `stored`: the newer timestamp wins; on a tie a
 /// tombstone wins, then the larger position.
-fn wins(incoming: (u64, i64, bool), stored: (u64, i64, bool)) -> bool {
+fn wins(incoming: Cell, stored: Cell) -> bool {
     let (in_pos, in_at, in_deleted) = incoming;
     let (st_pos, st_at, st_deleted) = stored;
     (in_at, in_deleted, in_pos) > (st_at, st_deleted, st_pos)

@@ -8,8 +8,12 @@
 //!   timestamp is older than the stored one never replaces it, whatever order the
 //!   writes arrive in, so retries and late flushes can never move a position back.
 //! * **Deletes are tombstones with a timestamp.** A delete hides every older write
-//!   and loses to every newer one (Cassandra's `DELETE … USING TIMESTAMP`).
-//! * **A write returns only once it is durable** in the backend's own sense.
+//!   and loses to every newer one, and reads report it ([`Stored::Deleted`]) with
+//!   its timestamp, so that a reader holding a newer-or-older live position can
+//!   tell which one wins.
+//! * **A write returns only once it is durable** in the backend's own sense, and
+//!   says whether it is the stored winner ([`PutOutcome`]): a session acknowledges
+//!   only positions that won.
 //!
 //! This module owns the data model only; the completion policy lives in
 //! `crate::resume`, and no backend knows about HTTP or sessions.
@@ -46,6 +50,57 @@ pub struct SavedPosition {
     pub updated_at_micros: i64,
 }
 
+/// The winner of one `(user, title)` key: a position or a tombstone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// A position is the newest write.
+    Position(SavedPosition),
+    /// A delete is the newest write.
+    Deleted {
+        /// The title deleted.
+        movie_id: String,
+        /// When the delete was received (µs since the Unix epoch).
+        deleted_at_micros: i64,
+    },
+}
+
+impl Stored {
+    /// The title of the key.
+    pub fn movie_id(&self) -> &str {
+        match self {
+            Self::Position(saved) => &saved.movie_id,
+            Self::Deleted { movie_id, .. } => movie_id,
+        }
+    }
+
+    /// The write timestamp that won (µs since the Unix epoch).
+    pub fn timestamp_micros(&self) -> i64 {
+        match self {
+            Self::Position(saved) => saved.updated_at_micros,
+            Self::Deleted {
+                deleted_at_micros, ..
+            } => *deleted_at_micros,
+        }
+    }
+
+    /// The position, unless a delete won.
+    pub fn into_position(self) -> Option<SavedPosition> {
+        match self {
+            Self::Position(saved) => Some(saved),
+            Self::Deleted { .. } => None,
+        }
+    }
+}
+
+/// What became of a `put`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The write is the stored winner (or an identical write already was).
+    Applied,
+    /// A newer write or delete holds the key; the write changed nothing.
+    Superseded(Stored),
+}
+
 /// Why a store operation failed. Callers keep their data and may retry: every
 /// write is idempotent under its timestamp.
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +120,9 @@ pub enum StoreError {
 #[async_trait]
 pub trait PositionStore: Send + Sync + 'static {
     /// Stores a position unless a write or delete with a newer-or-equal timestamp
-    /// is already there. Returns once the write is durable.
-    async fn put(&self, write: PositionWrite) -> Result<(), StoreError>;
+    /// is already there. Returns once the write is durable, saying whether it is
+    /// the winner.
+    async fn put(&self, write: PositionWrite) -> Result<PutOutcome, StoreError>;
 
     /// Writes a tombstone for `(user_id, movie_id)` at `written_at_micros`.
     async fn delete(
@@ -76,13 +132,13 @@ pub trait PositionStore: Send + Sync + 'static {
         written_at_micros: i64,
     ) -> Result<(), StoreError>;
 
-    /// The winning position of one title for one user, if any (tombstoned titles
-    /// count as none).
-    async fn get(&self, user_id: &str, movie_id: &str)
-    -> Result<Option<SavedPosition>, StoreError>;
+    /// The winner of one title for one user, position or tombstone, if anything
+    /// was ever written.
+    async fn get(&self, user_id: &str, movie_id: &str) -> Result<Option<Stored>, StoreError>;
 
-    /// Every live position of one user, in no particular order.
-    async fn list(&self, user_id: &str) -> Result<Vec<SavedPosition>, StoreError>;
+    /// The winner of every title of one user, tombstones included, in no
+    /// particular order.
+    async fn list(&self, user_id: &str) -> Result<Vec<Stored>, StoreError>;
 
     /// Succeeds when the store answers a trivial request now.
     async fn check_health(&self) -> Result<(), StoreError>;

@@ -9,6 +9,7 @@ mod hostile;
 mod http_api;
 mod loadgen_smoke;
 mod outages;
+mod positions;
 mod sessions;
 mod signals;
 mod store_cassandra;

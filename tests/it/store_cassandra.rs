@@ -15,7 +15,9 @@ use resume_server::config::Config;
 use resume_server::store::cassandra::{
     self, CassandraSettings, CassandraStore, Statements, apply_schema,
 };
-use resume_server::store::{PositionStore, PositionWrite, StoreError};
+use resume_server::store::{
+    PositionStore, PositionWrite, PutOutcome, SavedPosition, StoreError, Stored,
+};
 
 use crate::cql_node::cql::{self, InValues, Relation, Statement};
 use crate::cql_node::{CqlTestNode, NodeMode};
@@ -121,9 +123,10 @@ async fn older_timestamp_never_overwrites_newer_in_the_database() {
         .unwrap();
     assert_eq!(node.stored("alice", "inception"), Some((5_000, T0 + 10)));
 
-    // The database decides: the late write reaches it and loses there.
+    // The database decides: the late write reaches it and loses there, and the
+    // read-back says so.
     let before = node.write_requests();
-    store
+    let late = store
         .put(write("alice", "inception", 9_000, T0 + 5))
         .await
         .unwrap();
@@ -132,23 +135,52 @@ async fn older_timestamp_never_overwrites_newer_in_the_database() {
         before + 1,
         "the older write was sent"
     );
+    assert_eq!(
+        late,
+        PutOutcome::Superseded(Stored::Position(SavedPosition {
+            movie_id: "inception".into(),
+            position_ms: 5_000,
+            updated_at_micros: T0 + 10,
+        }))
+    );
     assert_eq!(node.stored("alice", "inception"), Some((5_000, T0 + 10)));
 
+    // A delete is a soft tombstone row, at the delete's timestamp.
     store.delete("alice", "inception", T0 + 20).await.unwrap();
+    assert_eq!(node.tombstone("alice", "inception"), Some(T0 + 20));
     assert_eq!(node.stored("alice", "inception"), None);
-    store
+    let hidden = store
         .put(write("alice", "inception", 7_000, T0 + 15))
         .await
         .unwrap();
     assert_eq!(
-        node.stored("alice", "inception"),
-        None,
+        node.tombstone("alice", "inception"),
+        Some(T0 + 20),
         "a write older than the tombstone stays hidden"
     );
-    store
+    assert_eq!(
+        hidden,
+        PutOutcome::Superseded(Stored::Deleted {
+            movie_id: "inception".into(),
+            deleted_at_micros: T0 + 20,
+        })
+    );
+    // On a timestamp tie the tombstone wins, as in the embedded store.
+    let tied = store
+        .put(write("alice", "inception", 7_000, T0 + 20))
+        .await
+        .unwrap();
+    assert!(
+        matches!(tied, PutOutcome::Superseded(Stored::Deleted { .. })),
+        "{tied:?}"
+    );
+    assert_eq!(node.tombstone("alice", "inception"), Some(T0 + 20));
+    let back = store
         .put(write("alice", "inception", 8_000, T0 + 30))
         .await
         .unwrap();
+    assert_eq!(back, PutOutcome::Applied);
+    assert_eq!(node.tombstone("alice", "inception"), None);
     assert_eq!(node.stored("alice", "inception"), Some((8_000, T0 + 30)));
 }
 
@@ -305,6 +337,60 @@ async fn missing_table_fails_connect_with_the_fix_and_apply_schema_is_idempotent
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_from_before_the_deleted_column_fails_connect_with_the_alter_to_run() {
+    let node = CqlTestNode::start().await;
+    // The table as the previous schema.cql created it, with one position in it.
+    node.execute(
+        "CREATE KEYSPACE legacy_ks WITH replication = \
+         {'class': 'SimpleStrategy', 'replication_factor': 1}",
+    );
+    node.execute(
+        "CREATE TABLE legacy_ks.playback_position (user_id text, movie_id text, \
+         position_ms bigint, updated_at_us bigint, PRIMARY KEY ((user_id), movie_id))",
+    );
+    node.execute(&format!(
+        "INSERT INTO legacy_ks.playback_position (user_id, movie_id, position_ms, updated_at_us) \
+         VALUES ('alice', 'inception', 5000, {T0}) USING TIMESTAMP {T0}"
+    ));
+    let settings = settings(&node.addr().to_string(), "legacy_ks", &[]);
+
+    // `schema apply` cannot help: the table exists, so it is left alone.
+    bounded("apply_schema", apply_schema(&settings))
+        .await
+        .expect("applies");
+    let err = match bounded("connect", CassandraStore::connect(&settings)).await {
+        Ok(_) => panic!("connect succeeded on a table without `deleted`"),
+        Err(err) => err,
+    };
+    let message = err.to_string();
+    let fix = "ALTER TABLE legacy_ks.playback_position ADD deleted boolean";
+    assert!(message.contains(&format!("`{fix}`")), "{message}");
+    assert!(message.contains("schema apply"), "{message}");
+
+    // Running exactly that fixes it, and the older row reads as a position.
+    node.execute(fix);
+    let store = bounded("connect", CassandraStore::connect(&settings))
+        .await
+        .expect("connects once the column exists");
+    assert_eq!(
+        store.get("alice", "inception").await.unwrap(),
+        Some(Stored::Position(SavedPosition {
+            movie_id: "inception".into(),
+            position_ms: 5_000,
+            updated_at_micros: T0,
+        }))
+    );
+    store.delete("alice", "inception", T0 + 1).await.unwrap();
+    assert_eq!(
+        store.list("alice").await.unwrap(),
+        [Stored::Deleted {
+            movie_id: "inception".into(),
+            deleted_at_micros: T0 + 1,
+        }]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_schema_uses_the_configured_keyspace_and_replication() {
     let node = CqlTestNode::start().await;
     let settings = settings(
@@ -329,6 +415,7 @@ async fn apply_schema_uses_the_configured_keyspace_and_replication() {
             .get("bob", "clock")
             .await
             .unwrap()
+            .and_then(Stored::into_position)
             .unwrap()
             .position_ms,
         7

@@ -38,5 +38,5 @@ async fn positions_survive_reopening_the_data_dir() {
     // Dropping the store joins its writer, so the file can be opened again.
     let store = EmbeddedStore::open(dir.path()).expect("reopens");
     let saved = store.get("alice", "inception").await.unwrap().unwrap();
-    assert_eq!(saved.position_ms, 2_843_000);
+    assert_eq!(saved.into_position().unwrap().position_ms, 2_843_000);
 }

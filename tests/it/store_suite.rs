@@ -6,7 +6,7 @@
 
 use std::any::Any;
 
-use resume_server::store::{PositionWrite, SharedStore};
+use resume_server::store::{PositionWrite, PutOutcome, SavedPosition, SharedStore, Stored};
 
 /// A store under test and the resources that keep it alive.
 pub struct StoreFixture {
@@ -27,6 +27,29 @@ fn write(user: &str, movie: &str, position_ms: u64, at: i64) -> PositionWrite {
 
 const T0: i64 = 1_700_000_000_000_000;
 
+/// The stored position of a title, `None` when nothing or a tombstone is there.
+async fn position(store: &SharedStore, user: &str, movie: &str) -> Option<SavedPosition> {
+    store
+        .get(user, movie)
+        .await
+        .unwrap()
+        .and_then(Stored::into_position)
+}
+
+/// The titles a user has a position on (tombstones left out), sorted.
+async fn listed(store: &SharedStore, user: &str) -> Vec<String> {
+    let mut movies: Vec<String> = store
+        .list(user)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(Stored::into_position)
+        .map(|p| p.movie_id)
+        .collect();
+    movies.sort();
+    movies
+}
+
 pub async fn missing_position_is_none(store: SharedStore) {
     assert_eq!(store.get("alice", "inception").await.unwrap(), None);
     assert!(store.list("alice").await.unwrap().is_empty());
@@ -37,11 +60,7 @@ pub async fn put_then_get_returns_it(store: SharedStore) {
         .put(write("alice", "inception", 2_843_000, T0))
         .await
         .unwrap();
-    let saved = store
-        .get("alice", "inception")
-        .await
-        .unwrap()
-        .expect("saved");
+    let saved = position(&store, "alice", "inception").await.expect("saved");
     assert_eq!(saved.movie_id, "inception");
     assert_eq!(saved.position_ms, 2_843_000);
     assert_eq!(saved.updated_at_micros, T0);
@@ -56,7 +75,7 @@ pub async fn newer_write_replaces_older(store: SharedStore) {
         .put(write("alice", "inception", 2_000, T0 + 1))
         .await
         .unwrap();
-    let saved = store.get("alice", "inception").await.unwrap().unwrap();
+    let saved = position(&store, "alice", "inception").await.unwrap();
     assert_eq!(
         (saved.position_ms, saved.updated_at_micros),
         (2_000, T0 + 1)
@@ -72,7 +91,7 @@ pub async fn older_write_never_overwrites_newer(store: SharedStore) {
         .put(write("alice", "inception", 9_000, T0 + 5))
         .await
         .unwrap();
-    let saved = store.get("alice", "inception").await.unwrap().unwrap();
+    let saved = position(&store, "alice", "inception").await.unwrap();
     assert_eq!(
         (saved.position_ms, saved.updated_at_micros),
         (5_000, T0 + 10)
@@ -90,35 +109,22 @@ pub async fn users_never_see_each_other(store: SharedStore) {
         .unwrap();
     store.put(write("bob", "clock", 3_000, T0)).await.unwrap();
     assert_eq!(
-        store
-            .get("alice", "inception")
+        position(&store, "alice", "inception")
             .await
-            .unwrap()
             .unwrap()
             .position_ms,
         1_000
     );
     assert_eq!(
-        store
-            .get("bob", "inception")
+        position(&store, "bob", "inception")
             .await
-            .unwrap()
             .unwrap()
             .position_ms,
         2_000
     );
     assert_eq!(store.get("alice", "clock").await.unwrap(), None);
-    let alice = store.list("alice").await.unwrap();
-    assert_eq!(alice.len(), 1);
-    let mut bob: Vec<_> = store
-        .list("bob")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.movie_id)
-        .collect();
-    bob.sort();
-    assert_eq!(bob, ["clock", "inception"]);
+    assert_eq!(listed(&store, "alice").await, ["inception"]);
+    assert_eq!(listed(&store, "bob").await, ["clock", "inception"]);
     // A user id that is a prefix of another stays its own partition.
     assert!(store.list("bo").await.unwrap().is_empty());
 }
@@ -129,14 +135,45 @@ pub async fn delete_hides_older_writes(store: SharedStore) {
         .await
         .unwrap();
     store.delete("alice", "inception", T0 + 10).await.unwrap();
-    assert_eq!(store.get("alice", "inception").await.unwrap(), None);
-    assert!(store.list("alice").await.unwrap().is_empty());
-    // A late write stamped before the delete stays deleted.
-    store
+    let tombstone = Stored::Deleted {
+        movie_id: "inception".into(),
+        deleted_at_micros: T0 + 10,
+    };
+    // Reads report the tombstone with its timestamp.
+    assert_eq!(
+        store.get("alice", "inception").await.unwrap(),
+        Some(tombstone.clone())
+    );
+    assert_eq!(
+        store.list("alice").await.unwrap(),
+        std::slice::from_ref(&tombstone)
+    );
+    // A late write stamped before the delete stays deleted, and says so.
+    let late = store
         .put(write("alice", "inception", 2_000, T0 + 5))
         .await
         .unwrap();
-    assert_eq!(store.get("alice", "inception").await.unwrap(), None);
+    assert_eq!(late, PutOutcome::Superseded(tombstone.clone()));
+    assert_eq!(
+        store.get("alice", "inception").await.unwrap(),
+        Some(tombstone)
+    );
+}
+
+pub async fn put_says_whether_it_won(store: SharedStore) {
+    let put = |position_ms, at| store.put(write("alice", "inception", position_ms, at));
+    assert_eq!(put(1_000, T0 + 10).await.unwrap(), PutOutcome::Applied);
+    // Retried with the same timestamp: still the winner.
+    assert_eq!(put(1_000, T0 + 10).await.unwrap(), PutOutcome::Applied);
+    assert_eq!(
+        put(9_000, T0 + 5).await.unwrap(),
+        PutOutcome::Superseded(Stored::Position(SavedPosition {
+            movie_id: "inception".into(),
+            position_ms: 1_000,
+            updated_at_micros: T0 + 10,
+        }))
+    );
+    assert_eq!(put(2_000, T0 + 11).await.unwrap(), PutOutcome::Applied);
 }
 
 pub async fn newer_write_after_delete_comes_back(store: SharedStore) {
@@ -149,7 +186,7 @@ pub async fn newer_write_after_delete_comes_back(store: SharedStore) {
         .put(write("alice", "inception", 3_000, T0 + 20))
         .await
         .unwrap();
-    let saved = store.get("alice", "inception").await.unwrap().unwrap();
+    let saved = position(&store, "alice", "inception").await.unwrap();
     assert_eq!(
         (saved.position_ms, saved.updated_at_micros),
         (3_000, T0 + 20)
@@ -159,7 +196,7 @@ pub async fn newer_write_after_delete_comes_back(store: SharedStore) {
 
 pub async fn delete_of_missing_title_is_fine(store: SharedStore) {
     store.delete("alice", "never-watched", T0).await.unwrap();
-    assert_eq!(store.get("alice", "never-watched").await.unwrap(), None);
+    assert_eq!(position(&store, "alice", "never-watched").await, None);
 }
 
 pub async fn concurrent_writes_all_land(store: SharedStore) {
@@ -180,21 +217,18 @@ pub async fn concurrent_writes_all_land(store: SharedStore) {
     for i in 0..200u64 {
         let user = format!("user-{}", i % 20);
         let movie = format!("movie-{}", i / 20);
-        let saved = store.get(&user, &movie).await.unwrap().expect("landed");
+        let saved = position(&store, &user, &movie).await.expect("landed");
         assert_eq!(saved.position_ms, i * 1_000);
     }
-    assert_eq!(store.list("user-3").await.unwrap().len(), 10);
+    assert_eq!(listed(&store, "user-3").await.len(), 10);
 }
 
 pub async fn unusual_ids_round_trip(store: SharedStore) {
     let user = "ü:ser/with spaces\u{1F600}";
     let movie = "m\"o'v;ie--";
     store.put(write(user, movie, 42, T0)).await.unwrap();
-    assert_eq!(
-        store.get(user, movie).await.unwrap().unwrap().position_ms,
-        42
-    );
-    assert_eq!(store.list(user).await.unwrap()[0].movie_id, movie);
+    assert_eq!(position(&store, user, movie).await.unwrap().position_ms, 42);
+    assert_eq!(listed(&store, user).await, [movie]);
 }
 
 pub async fn health_check_passes(store: SharedStore) {
@@ -212,6 +246,7 @@ macro_rules! store_suite {
             older_write_never_overwrites_newer,
             users_never_see_each_other,
             delete_hides_older_writes,
+            put_says_whether_it_won,
             newer_write_after_delete_comes_back,
             delete_of_missing_title_is_fine,
             concurrent_writes_all_land,

@@ -95,7 +95,7 @@ pub async fn run(plan: StorePlan) -> Result<StoreReport, String> {
                 };
                 let sent = Instant::now();
                 match store.put(write).await {
-                    Ok(()) => latency.record(sent.elapsed()),
+                    Ok(_) => latency.record(sent.elapsed()),
                     Err(_) => errors += 1,
                 }
             }

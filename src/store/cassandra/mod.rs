@@ -1,21 +1,42 @@
 //! The Cassandra / ScyllaDB backend of [`PositionStore`], through the `scylla` driver.
 //!
 //! Why it is shaped this way:
-//! * **Last-write-wins is the database's.** Every write is
-//!   `INSERT … USING TIMESTAMP <written_at_micros>` and every delete
-//!   `DELETE … USING TIMESTAMP <written_at_micros>`, so the cluster itself keeps
+//! * **Last-write-wins is the database's.** Every position is
+//!   `INSERT … USING TIMESTAMP <written_at_micros>`, so the cluster itself keeps
 //!   the newest value per cell, whatever order writes arrive in and whichever
 //!   replica they reach. That also makes every write idempotent: a write is
 //!   retried ([`retry`]) with the *same* timestamp after a timeout, which the
 //!   driver's default policy refuses to do for plain writes.
-//! * **Bounded writes in flight.** A semaphore
-//!   (`--cassandra-max-writes-in-flight`) caps concurrent writes, retries
-//!   included, so a slow cluster makes writers wait instead of piling up requests.
+//! * **Deletes are soft tombstones readers can see.** A delete is the same
+//!   timestamped `INSERT` of every column, with `deleted = true` (and position
+//!   0), so reads report it with its timestamp ([`Stored::Deleted`]) instead of
+//!   finding nothing, as a CQL `DELETE` would leave them. Every write writes
+//!   every column, so a row is one write's cells; on a timestamp tie Cassandra
+//!   keeps the larger value of each cell, so `deleted = true` beats `false` and
+//!   the tombstone wins the tie, as in the embedded store. A row with
+//!   `deleted = true` is a tombstone whatever its other cells say; a null
+//!   `deleted` (a row written before the column existed) is a position.
+//! * **A put reads its key back to say whether it won.** The cluster's
+//!   last-write-wins gives no answer on `INSERT`: a write older than the stored
+//!   one "succeeds" and changes nothing. So after the write succeeds, `put`
+//!   reads the row at the same consistency level. When reads and writes at that
+//!   level overlap (R + W > RF: `local_quorum` for both, or a single replica),
+//!   that read sees the write or something newer: the row is exactly our write
+//!   ([`PutOutcome::Applied`]) or the winner that beat it
+//!   ([`PutOutcome::Superseded`]). If the levels do not overlap (e.g. `one` with
+//!   RF > 1) the read may miss the write; seeing nothing newer, the put reports
+//!   `Applied`. The cost is one read per write, on the same replicas.
+//! * **Bounded requests in flight.** A semaphore
+//!   (`--cassandra-max-writes-in-flight`) caps concurrent puts and deletes,
+//!   retries and a put's read-back included, so a slow cluster makes writers
+//!   wait instead of piling up requests.
 //! * **Prepared, token-aware statements only.** Each statement binds the partition
 //!   key (`user_id`), so the driver sends it straight to a replica.
 //! * **The schema is checked, not guessed.** `connect` prepares every statement;
 //!   a missing table fails start-up with a message that says how to create it
-//!   ([`apply_schema`] / `--init-schema`).
+//!   ([`apply_schema`] / `--init-schema`), and a table that lacks a column of
+//!   `schema.cql` with the `ALTER TABLE` that adds it (`schema apply` creates
+//!   only what is missing, so it cannot).
 //!
 //! This module knows nothing of HTTP or sessions; the schema text lives in
 //! `schema.cql` ([`schema`]) and the statement text in [`statements`].
@@ -36,13 +57,13 @@ use scylla::policies::load_balancing::DefaultPolicy;
 use scylla::response::query_result::QueryResult;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 pub use schema::{SCHEMA_CQL, apply_schema, schema_statements};
 pub use settings::CassandraSettings;
 pub use statements::Statements;
 
-use super::{PositionStore, PositionWrite, SavedPosition, StoreError};
+use super::{PositionStore, PositionWrite, PutOutcome, SavedPosition, StoreError, Stored};
 use retry::{backoff_delay, is_transient, store_error};
 
 /// The Cassandra-backed [`PositionStore`].
@@ -51,9 +72,9 @@ pub struct CassandraStore {
     session: Session,
     /// The prepared data statements (see [`Statements`]).
     prepared: PreparedStatements,
-    /// One permit per write in flight (retries keep theirs).
+    /// One permit per put or delete in flight (retries and read-backs keep theirs).
     write_slots: Semaphore,
-    /// Attempts per write, the first included.
+    /// Attempts per write, the first included; a put's read-back gets as many.
     write_attempts: u32,
     /// Backoff before the first retry.
     retry_base_delay: Duration,
@@ -65,9 +86,9 @@ pub struct CassandraStore {
 struct PreparedStatements {
     /// `put`: timestamped upsert of one position.
     insert: PreparedStatement,
-    /// `delete`: timestamped row tombstone.
+    /// `delete`: timestamped upsert of a soft tombstone.
     delete: PreparedStatement,
-    /// `get`: one title of one viewer.
+    /// `get`, and `put`'s read-back: one title of one viewer.
     select_one: PreparedStatement,
     /// `list`: a viewer's partition.
     select_user: PreparedStatement,
@@ -78,9 +99,10 @@ struct PreparedStatements {
 impl CassandraStore {
     /// Connects to the cluster and prepares every statement.
     ///
-    /// Fails with [`StoreError::Unavailable`] when no node answers in time, and
-    /// with [`StoreError::Backend`] naming `resume-server schema apply` when the
-    /// keyspace or table does not exist.
+    /// Fails with [`StoreError::Unavailable`] when no node answers in time, with
+    /// [`StoreError::Backend`] naming `resume-server schema apply` when the
+    /// keyspace or table does not exist, and naming the `ALTER TABLE` to run
+    /// when the table lacks a column of `schema.cql`.
     pub async fn connect(settings: &CassandraSettings) -> Result<CassandraStore, StoreError> {
         let deadline = settings.connect_timeout;
         tokio::time::timeout(deadline, Self::connect_unbounded(settings))
@@ -127,27 +149,30 @@ impl CassandraStore {
         })
     }
 
-    /// Runs one idempotent write, retrying transient failures with backoff and
-    /// the same values (hence the same `USING TIMESTAMP`).
-    async fn write(
+    /// Waits for a free write slot; held for the whole put or delete.
+    async fn write_slot(&self) -> Result<SemaphorePermit<'_>, StoreError> {
+        self.write_slots
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Runs one idempotent statement, retrying transient failures with backoff
+    /// and the same values (hence, for a write, the same `USING TIMESTAMP`).
+    async fn run_with_retries(
         &self,
         what: &str,
         statement: &PreparedStatement,
         values: impl SerializeRow,
-    ) -> Result<(), StoreError> {
-        let _slot = self
-            .write_slots
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Closed)?;
+    ) -> Result<QueryResult, StoreError> {
         let mut retry = 0;
         loop {
             match self.session.execute_unpaged(statement, &values).await {
-                Ok(_) => return Ok(()),
+                Ok(result) => return Ok(result),
                 Err(error) if is_transient(&error) && retry + 1 < self.write_attempts => {
                     retry += 1;
                     let delay = backoff_delay(retry, self.retry_base_delay, self.retry_max_delay);
-                    tracing::warn!(%error, retry, ?delay, "{what} failed; retrying with the same timestamp");
+                    tracing::warn!(%error, retry, ?delay, "{what} failed; retrying with the same values");
                     tokio::time::sleep(delay).await;
                 }
                 Err(error) => return Err(store_error(what, &error)),
@@ -170,7 +195,7 @@ impl CassandraStore {
 
 #[async_trait]
 impl PositionStore for CassandraStore {
-    async fn put(&self, write: PositionWrite) -> Result<(), StoreError> {
+    async fn put(&self, write: PositionWrite) -> Result<PutOutcome, StoreError> {
         let position_ms = i64::try_from(write.position_ms).map_err(|_| {
             StoreError::Backend(format!(
                 "position {} ms does not fit a bigint",
@@ -178,8 +203,20 @@ impl PositionStore for CassandraStore {
             ))
         })?;
         let at = write.written_at_micros;
+        let _slot = self.write_slot().await?;
         let values = (&write.user_id, &write.movie_id, position_ms, at, at);
-        self.write("put", &self.prepared.insert, values).await
+        self.run_with_retries("put", &self.prepared.insert, values)
+            .await?;
+        // The write landed; only the row can say whether it won (see the module docs).
+        let result = self
+            .run_with_retries(
+                "put read-back",
+                &self.prepared.select_one,
+                (&write.user_id, &write.movie_id),
+            )
+            .await?;
+        let stored = one_row(&write.movie_id, result)?;
+        Ok(put_outcome(&write, stored))
     }
 
     async fn delete(
@@ -188,47 +225,39 @@ impl PositionStore for CassandraStore {
         movie_id: &str,
         written_at_micros: i64,
     ) -> Result<(), StoreError> {
-        self.write(
+        let _slot = self.write_slot().await?;
+        self.run_with_retries(
             "delete",
             &self.prepared.delete,
-            (written_at_micros, user_id, movie_id),
+            (user_id, movie_id, written_at_micros, written_at_micros),
         )
         .await
+        .map(drop)
     }
 
-    async fn get(
-        &self,
-        user_id: &str,
-        movie_id: &str,
-    ) -> Result<Option<SavedPosition>, StoreError> {
+    async fn get(&self, user_id: &str, movie_id: &str) -> Result<Option<Stored>, StoreError> {
         let result = self
             .read("get", &self.prepared.select_one, (user_id, movie_id))
             .await?;
-        let rows = result.into_rows_result().map_err(decode_error)?;
-        let row = rows
-            .maybe_first_row::<(Option<i64>, Option<i64>)>()
-            .map_err(decode_error)?;
-        Ok(row.and_then(|(position_ms, updated_at)| {
-            saved_position(movie_id.to_owned(), position_ms, updated_at)
-        }))
+        one_row(movie_id, result)
     }
 
-    async fn list(&self, user_id: &str) -> Result<Vec<SavedPosition>, StoreError> {
+    async fn list(&self, user_id: &str) -> Result<Vec<Stored>, StoreError> {
         // Unpaged on purpose: a partition holds at most one row per catalog
         // title, so one response stays small.
         let result = self
             .read("list", &self.prepared.select_user, (user_id,))
             .await?;
         let rows = result.into_rows_result().map_err(decode_error)?;
-        let mut positions = Vec::with_capacity(rows.rows_num());
+        let mut stored = Vec::with_capacity(rows.rows_num());
         for row in rows
-            .rows::<(String, Option<i64>, Option<i64>)>()
+            .rows::<(String, Option<i64>, Option<i64>, Option<bool>)>()
             .map_err(decode_error)?
         {
-            let (movie_id, position_ms, updated_at) = row.map_err(decode_error)?;
-            positions.extend(saved_position(movie_id, position_ms, updated_at));
+            let (movie_id, position_ms, updated_at, deleted) = row.map_err(decode_error)?;
+            stored.extend(stored_row(movie_id, position_ms, updated_at, deleted));
         }
-        Ok(positions)
+        Ok(stored)
     }
 
     async fn check_health(&self) -> Result<(), StoreError> {
@@ -237,6 +266,70 @@ impl PositionStore for CassandraStore {
             .await
             .map(drop)
             .map_err(|error| StoreError::Unavailable(format!("health check: {error}")))
+    }
+}
+
+/// The row of a `select_one` result, as the trait reports it.
+fn one_row(movie_id: &str, result: QueryResult) -> Result<Option<Stored>, StoreError> {
+    let rows = result.into_rows_result().map_err(decode_error)?;
+    let row = rows
+        .maybe_first_row::<(Option<i64>, Option<i64>, Option<bool>)>()
+        .map_err(decode_error)?;
+    Ok(row.and_then(|(position_ms, updated_at, deleted)| {
+        stored_row(movie_id.to_owned(), position_ms, updated_at, deleted)
+    }))
+}
+
+/// What a put that wrote `write` and then read `stored` back reports: applied
+/// when the row is exactly the write, superseded by a row that beat it (newer,
+/// or a tombstone or larger position at the same timestamp).
+///
+/// A read that shows nothing, or something older than the write, missed it,
+/// which only consistency levels whose reads and writes need not overlap allow;
+/// nothing newer was seen, so the write counts as applied.
+fn put_outcome(write: &PositionWrite, stored: Option<Stored>) -> PutOutcome {
+    match stored {
+        Some(Stored::Position(saved))
+            if saved.updated_at_micros == write.written_at_micros
+                && saved.position_ms == write.position_ms =>
+        {
+            PutOutcome::Applied
+        }
+        Some(winner) if winner.timestamp_micros() >= write.written_at_micros => {
+            PutOutcome::Superseded(winner)
+        }
+        missed => {
+            tracing::debug!(
+                movie_id = %write.movie_id,
+                read = ?missed,
+                "put read-back did not see the write (reads and writes at this consistency need not overlap)"
+            );
+            PutOutcome::Applied
+        }
+    }
+}
+
+/// A stored row as the trait reports it, or `None` (logged) when the row cannot
+/// be read as one. `deleted = true` makes a tombstone whatever the position
+/// cell holds; a null `deleted` (a row from before the column) is a position.
+fn stored_row(
+    movie_id: String,
+    position_ms: Option<i64>,
+    updated_at: Option<i64>,
+    deleted: Option<bool>,
+) -> Option<Stored> {
+    match (deleted, updated_at) {
+        (Some(true), Some(deleted_at_micros)) => Some(Stored::Deleted {
+            movie_id,
+            deleted_at_micros,
+        }),
+        (Some(true), None) => {
+            tracing::warn!(%movie_id, "skipping a damaged playback_position tombstone (no updated_at_us)");
+            None
+        }
+        (Some(false) | None, _) => {
+            saved_position(movie_id, position_ms, updated_at).map(Stored::Position)
+        }
     }
 }
 
@@ -333,12 +426,41 @@ async fn prepare(
         Err(PrepareError::AllAttemptsFailed {
             first_attempt:
                 RequestAttemptError::DbError(DbError::Invalid | DbError::SyntaxError, message),
-        }) => Err(StoreError::Backend(schema_mismatch_message(
-            settings, text, &message,
-        ))),
+        }) => Err(StoreError::Backend(
+            schema_mismatch(session, settings, text, &message).await,
+        )),
         // Anything else is the cluster not answering (pools down, timeouts).
         Err(e) => Err(StoreError::Unavailable(format!("preparing `{text}`: {e}"))),
     }
+}
+
+/// Why the cluster rejected `text`, and what to run about it. A table that
+/// exists but lacks columns of `schema.cql` gets the `ALTER TABLE`s that add
+/// them; the rest is told from the cluster's message.
+async fn schema_mismatch(
+    session: &Session,
+    settings: &CassandraSettings,
+    text: &str,
+    message: &str,
+) -> String {
+    let table = format!("{}.{}", settings.keyspace, statements::TABLE);
+    match schema::existing_columns(session, &settings.keyspace).await {
+        Ok(existing) => {
+            if let Some(fixes) = schema::missing_column_statements(&settings.keyspace, &existing) {
+                let fixes: Vec<String> = fixes.iter().map(|fix| format!("`{fix}`")).collect();
+                return format!(
+                    "table {table} is older than schema.cql: run {} and start again \
+                     (`resume-server schema apply` only creates what is missing; the cluster \
+                     rejected `{text}`: {message})",
+                    fixes.join(", then ")
+                );
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot list the table's columns; reporting the cluster's message only");
+        }
+    }
+    schema_mismatch_message(settings, text, message)
 }
 
 fn schema_mismatch_message(settings: &CassandraSettings, text: &str, message: &str) -> String {
@@ -357,5 +479,90 @@ fn schema_mismatch_message(settings: &CassandraSettings, text: &str, message: &s
             "table {table} does not match schema.cql: the cluster rejected `{text}` ({message}); \
              compare the table with schema.cql (`resume-server schema apply` only creates what is missing)"
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_700_000_000_000_000;
+
+    fn write(position_ms: u64, at: i64) -> PositionWrite {
+        PositionWrite {
+            user_id: "alice".into(),
+            movie_id: "inception".into(),
+            position_ms,
+            written_at_micros: at,
+        }
+    }
+
+    fn position(position_ms: u64, at: i64) -> Stored {
+        Stored::Position(SavedPosition {
+            movie_id: "inception".into(),
+            position_ms,
+            updated_at_micros: at,
+        })
+    }
+
+    fn tombstone(at: i64) -> Stored {
+        Stored::Deleted {
+            movie_id: "inception".into(),
+            deleted_at_micros: at,
+        }
+    }
+
+    #[test]
+    fn a_put_is_applied_only_when_the_row_is_exactly_the_write() {
+        let ours = write(1_000, T0);
+        let cases = [
+            (Some(position(1_000, T0)), PutOutcome::Applied),
+            (
+                Some(position(1_000, T0 + 1)),
+                PutOutcome::Superseded(position(1_000, T0 + 1)),
+            ),
+            (
+                Some(tombstone(T0 + 1)),
+                PutOutcome::Superseded(tombstone(T0 + 1)),
+            ),
+            // Ties: the tombstone and the larger position win.
+            (Some(tombstone(T0)), PutOutcome::Superseded(tombstone(T0))),
+            (
+                Some(position(2_000, T0)),
+                PutOutcome::Superseded(position(2_000, T0)),
+            ),
+            // A read that missed the write saw nothing newer.
+            (None, PutOutcome::Applied),
+            (Some(position(500, T0 - 1)), PutOutcome::Applied),
+            (Some(tombstone(T0 - 1)), PutOutcome::Applied),
+        ];
+        for (stored, expected) in cases {
+            assert_eq!(put_outcome(&ours, stored.clone()), expected, "{stored:?}");
+        }
+    }
+
+    #[test]
+    fn rows_are_positions_or_tombstones_by_their_deleted_cell() {
+        let row = |position_ms, updated_at, deleted| {
+            stored_row("inception".into(), position_ms, updated_at, deleted)
+        };
+        assert_eq!(
+            row(Some(1_000), Some(T0), Some(false)),
+            Some(position(1_000, T0))
+        );
+        assert_eq!(
+            row(Some(1_000), Some(T0), None),
+            Some(position(1_000, T0)),
+            "rows from before the column are positions"
+        );
+        assert_eq!(row(Some(0), Some(T0), Some(true)), Some(tombstone(T0)));
+        assert_eq!(
+            row(Some(1_000), Some(T0), Some(true)),
+            Some(tombstone(T0)),
+            "a tombstone whatever the position cell holds (a tie with a put)"
+        );
+        assert_eq!(row(None, None, Some(true)), None, "damaged");
+        assert_eq!(row(Some(-1), Some(T0), Some(false)), None, "damaged");
+        assert_eq!(row(None, Some(T0), None), None, "damaged");
     }
 }

@@ -1,10 +1,10 @@
 //! When a failed request is worth another attempt, and how long to wait first.
 //!
-//! Pure decisions, no I/O: the store's write loop asks [`is_transient`] about
-//! each error and sleeps [`backoff_delay`] between attempts. Retrying a write is
-//! safe only because every write carries `USING TIMESTAMP` (replaying one that
-//! landed changes nothing); this module must not be used for anything that is
-//! not idempotent.
+//! Pure decisions, no I/O: the store's retry loop (writes, and a put's
+//! read-back) asks [`is_transient`] about each error and sleeps
+//! [`backoff_delay`] between attempts. Retrying a write is safe only because
+//! every write carries `USING TIMESTAMP` (replaying one that landed changes
+//! nothing); this module must not be used for anything that is not idempotent.
 
 use std::time::Duration;
 

@@ -4,8 +4,11 @@
 //! binary, so the statements the server applies are always the ones reviewed in
 //! that file. Applying substitutes the configured keyspace name and replication
 //! map, then runs the statements one by one; each is `IF NOT EXISTS`, so applying
-//! twice is harmless. This module owns only DDL; the data statements live in
-//! `statements.rs`.
+//! twice is harmless. Since `IF NOT EXISTS` never changes a table that is
+//! already there, a table created by an older `schema.cql` can lack columns the
+//! server now needs; [`missing_column_statements`] names the `ALTER TABLE`s that
+//! add them, for the start-up error. This module owns only DDL; the data
+//! statements live in `statements.rs`.
 
 use std::time::Duration;
 
@@ -13,6 +16,7 @@ use scylla::client::session::Session;
 use scylla::errors::ExecutionError;
 use scylla::statement::Statement;
 
+use super::statements::TABLE;
 use super::{CassandraSettings, StoreError, open_session};
 
 /// The schema exactly as reviewed, with `resume` as the keyspace name.
@@ -58,6 +62,130 @@ async fn run_ddl(session: &Session, text: &str, timeout: Duration) -> Result<(),
             let first_line = text.lines().next().unwrap_or_default();
             StoreError::Backend(format!("applying schema failed at `{first_line}`: {e}"))
         })
+}
+
+/// One column of the table as `schema.cql` defines it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableColumn {
+    /// The column name.
+    pub name: String,
+    /// Its CQL type as written in the file (`bigint`, `boolean`, …).
+    pub cql_type: String,
+    /// Whether it is part of the primary key, which no `ALTER TABLE` can add.
+    pub in_primary_key: bool,
+}
+
+/// The columns of the table in `schema.cql`, in file order.
+pub fn table_columns() -> Vec<TableColumn> {
+    let statements = split_statements(SCHEMA_CQL);
+    let Some(create) = statements
+        .iter()
+        .find(|s| s.starts_with("CREATE TABLE") && s.contains(&format!(".{TABLE} (")))
+    else {
+        return Vec::new();
+    };
+    let Some(open) = create.find('(') else {
+        return Vec::new();
+    };
+    // The column definitions: the body's top-level comma-separated parts.
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut depth = 0;
+    for c in create[open + 1..].chars() {
+        match c {
+            '(' | '<' => depth += 1,
+            ')' | '>' if depth > 0 => depth -= 1,
+            ')' => break,
+            ',' if depth == 0 => {
+                parts.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    parts.push(current);
+    let mut columns = Vec::new();
+    let mut key_names = Vec::new();
+    for part in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        let upper = part.to_ascii_uppercase();
+        if upper.starts_with("PRIMARY KEY") {
+            key_names.extend(
+                part["PRIMARY KEY".len()..]
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|name| !name.is_empty())
+                    .map(str::to_owned),
+            );
+            continue;
+        }
+        let Some((name, rest)) = part.split_once(char::is_whitespace) else {
+            continue;
+        };
+        let rest = rest.trim();
+        let (cql_type, inline_key) = match rest.to_ascii_uppercase().find("PRIMARY KEY") {
+            Some(at) => (rest[..at].trim(), true),
+            None => (rest, false),
+        };
+        if inline_key {
+            key_names.push(name.to_owned());
+        }
+        columns.push(TableColumn {
+            name: name.to_owned(),
+            cql_type: cql_type.to_owned(),
+            in_primary_key: false,
+        });
+    }
+    for column in &mut columns {
+        column.in_primary_key = key_names.contains(&column.name);
+    }
+    columns
+}
+
+/// The `ALTER TABLE` statements that give an existing table, whose columns are
+/// `existing`, the columns of `schema.cql` it lacks; `None` when it lacks none,
+/// or lacks a primary-key column (then no `ALTER` can fix it).
+pub fn missing_column_statements(keyspace: &str, existing: &[String]) -> Option<Vec<String>> {
+    let missing: Vec<TableColumn> = table_columns()
+        .into_iter()
+        .filter(|column| !existing.contains(&column.name))
+        .collect();
+    if missing.is_empty() || missing.iter().any(|column| column.in_primary_key) {
+        return None;
+    }
+    Some(
+        missing
+            .iter()
+            .map(|column| {
+                format!(
+                    "ALTER TABLE {keyspace}.{TABLE} ADD {} {}",
+                    column.name, column.cql_type
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The column names the cluster has for the table in `keyspace`; empty when
+/// the table does not exist.
+pub(crate) async fn existing_columns(
+    session: &Session,
+    keyspace: &str,
+) -> Result<Vec<String>, StoreError> {
+    let query = "SELECT column_name FROM system_schema.columns \
+                 WHERE keyspace_name = ? AND table_name = ?";
+    let describe = |e: &dyn std::fmt::Display| {
+        StoreError::Backend(format!("reading the columns of {keyspace}.{TABLE}: {e}"))
+    };
+    let rows = session
+        .query_unpaged(query, (keyspace, TABLE))
+        .await
+        .map_err(|e| describe(&e))?
+        .into_rows_result()
+        .map_err(|e| describe(&e))?;
+    rows.rows::<(String,)>()
+        .map_err(|e| describe(&e))?
+        .map(|row| row.map(|(name,)| name).map_err(|e| describe(&e)))
+        .collect()
 }
 
 /// Splits CQL text into statements, dropping `--` and `//` line comments and
@@ -150,6 +278,51 @@ mod tests {
             statements[1].starts_with("CREATE TABLE IF NOT EXISTS prod_ks.playback_position (")
         );
         assert!(!statements.join("\n").contains("resume"));
+    }
+
+    #[test]
+    fn the_table_columns_are_read_from_the_file() {
+        let columns = table_columns();
+        let described: Vec<(&str, &str, bool)> = columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.cql_type.as_str(), c.in_primary_key))
+            .collect();
+        assert_eq!(
+            described,
+            [
+                ("user_id", "text", true),
+                ("movie_id", "text", true),
+                ("position_ms", "bigint", false),
+                ("updated_at_us", "bigint", false),
+                ("deleted", "boolean", false),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_table_without_a_newer_column_gets_the_alter_that_adds_it() {
+        let existing = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let old = existing(&["user_id", "movie_id", "position_ms", "updated_at_us"]);
+        assert_eq!(
+            missing_column_statements("prod_ks", &old),
+            Some(vec![
+                "ALTER TABLE prod_ks.playback_position ADD deleted boolean".to_owned()
+            ])
+        );
+        let current = existing(&[
+            "user_id",
+            "movie_id",
+            "position_ms",
+            "updated_at_us",
+            "deleted",
+        ]);
+        assert_eq!(missing_column_statements("prod_ks", &current), None);
+        let other_key = existing(&["user_id", "title", "position_ms", "updated_at_us"]);
+        assert_eq!(
+            missing_column_statements("prod_ks", &other_key),
+            None,
+            "a missing key column cannot be added"
+        );
     }
 
     #[test]

@@ -58,12 +58,14 @@ pub struct CassandraSettings {
     pub credentials: Option<(String, String)>,
     /// Client-side limit on each request (each attempt of a write, each page of a read).
     pub request_timeout: Duration,
-    /// Writes in flight at most; further writers wait, so a slow cluster slows
-    /// writers down instead of growing memory.
+    /// Writes (puts and deletes) in flight at most, a put's read-back included;
+    /// further writers wait, so a slow cluster slows writers down instead of
+    /// growing memory.
     pub max_writes_in_flight: usize,
     /// Replication map used when `apply_schema` creates the keyspace.
     pub replication: String,
-    /// Attempts per write, the first included (see [`DEFAULT_WRITE_ATTEMPTS`]).
+    /// Attempts per write, the first included, and as many for a put's
+    /// read-back (see [`DEFAULT_WRITE_ATTEMPTS`]).
     pub write_attempts: u32,
     /// Wait before the first retry; doubles with each further one.
     pub retry_base_delay: Duration,

@@ -4,6 +4,11 @@
 //! `schema.cql` (the integration tests compare the columns) and read in one
 //! place. Every statement names its keyspace, so no `USE` is needed and the
 //! driver can route each one by its partition key (`user_id`).
+//!
+//! Both writes are `INSERT`s of every column, so a row always holds the cells
+//! of one write (or, on a timestamp tie, Cassandra's per-cell tie-break of two):
+//! a position writes `deleted = false`, a delete writes a *soft tombstone*
+//! (`deleted = true`, position 0) that reads can see, with its timestamp.
 
 /// The table, as created by `schema.cql`.
 pub const TABLE: &str = "playback_position";
@@ -11,12 +16,14 @@ pub const TABLE: &str = "playback_position";
 /// The data statements of one keyspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statements {
-    /// Upsert of one position; binds user_id, movie_id, position_ms,
-    /// updated_at_us, then the write timestamp.
+    /// Upsert of one position (`deleted = false`); binds user_id, movie_id,
+    /// position_ms, updated_at_us, then the write timestamp.
     pub insert: String,
-    /// Row tombstone; binds the write timestamp, user_id, movie_id.
+    /// Upsert of a soft tombstone (`deleted = true`, position 0); binds user_id,
+    /// movie_id, updated_at_us, then the write timestamp.
     pub delete: String,
-    /// One title of one viewer; binds user_id, movie_id.
+    /// One title of one viewer (what `get` and `put`'s read-back run); binds
+    /// user_id, movie_id.
     pub select_one: String,
     /// A viewer's whole partition; binds user_id.
     pub select_user: String,
@@ -29,17 +36,20 @@ impl Statements {
     pub fn for_keyspace(keyspace: &str) -> Self {
         Self {
             insert: format!(
-                "INSERT INTO {keyspace}.{TABLE} (user_id, movie_id, position_ms, updated_at_us) \
-                 VALUES (?, ?, ?, ?) USING TIMESTAMP ?"
+                "INSERT INTO {keyspace}.{TABLE} (user_id, movie_id, position_ms, updated_at_us, deleted) \
+                 VALUES (?, ?, ?, ?, false) USING TIMESTAMP ?"
             ),
             delete: format!(
-                "DELETE FROM {keyspace}.{TABLE} USING TIMESTAMP ? WHERE user_id = ? AND movie_id = ?"
+                "INSERT INTO {keyspace}.{TABLE} (user_id, movie_id, position_ms, updated_at_us, deleted) \
+                 VALUES (?, ?, 0, ?, true) USING TIMESTAMP ?"
             ),
             select_one: format!(
-                "SELECT position_ms, updated_at_us FROM {keyspace}.{TABLE} WHERE user_id = ? AND movie_id = ?"
+                "SELECT position_ms, updated_at_us, deleted FROM {keyspace}.{TABLE} \
+                 WHERE user_id = ? AND movie_id = ?"
             ),
             select_user: format!(
-                "SELECT movie_id, position_ms, updated_at_us FROM {keyspace}.{TABLE} WHERE user_id = ?"
+                "SELECT movie_id, position_ms, updated_at_us, deleted FROM {keyspace}.{TABLE} \
+                 WHERE user_id = ?"
             ),
             health: "SELECT release_version FROM system.local".to_owned(),
         }
@@ -68,6 +78,16 @@ mod tests {
             assert!(statement.contains("user_id"), "{statement}");
         }
         assert!(statements.insert.ends_with("USING TIMESTAMP ?"));
-        assert!(statements.delete.contains("USING TIMESTAMP ?"));
+        assert!(statements.delete.ends_with("USING TIMESTAMP ?"));
+    }
+
+    #[test]
+    fn both_writes_say_whether_the_row_is_a_tombstone() {
+        let statements = Statements::for_keyspace("ks1");
+        assert!(statements.insert.contains("VALUES (?, ?, ?, ?, false)"));
+        assert!(statements.delete.contains("VALUES (?, ?, 0, ?, true)"));
+        for read in [&statements.select_one, &statements.select_user] {
+            assert!(read.contains("deleted"), "{read}");
+        }
     }
 }

@@ -349,12 +349,19 @@ fn run(
             ResResultBody::SetKeyspace(BodyResResultSetKeyspace { body: name }),
         ),
         Ok(Outcome::SchemaChange(change)) => {
-            let (target, options) = match change {
+            let (change_type, target, options) = match change {
                 SchemaChange::KeyspaceCreated(ks) => (
+                    SchemaChangeType::Created,
                     SchemaChangeTarget::Keyspace,
                     SchemaChangeOptions::Keyspace(ks),
                 ),
                 SchemaChange::TableCreated(ks, t) => (
+                    SchemaChangeType::Created,
+                    SchemaChangeTarget::Table,
+                    SchemaChangeOptions::TableType(ks, t),
+                ),
+                SchemaChange::TableUpdated(ks, t) => (
+                    SchemaChangeType::Updated,
                     SchemaChangeTarget::Table,
                     SchemaChangeOptions::TableType(ks, t),
                 ),
@@ -362,7 +369,7 @@ fn run(
             result_frame(
                 stream,
                 ResResultBody::SchemaChange(SchemaChangeEvent {
-                    change_type: SchemaChangeType::Created,
+                    change_type,
                     target,
                     options,
                 }),

@@ -1,6 +1,7 @@
 //! A parser for the small subset of CQL the test node understands: the store's
-//! statements, the schema DDL of `schema.cql`, and the system-table queries the
-//! driver sends at connect.
+//! statements, the schema DDL of `schema.cql` (and the `ALTER TABLE … ADD` that
+//! migrates an older table), and the system-table queries the driver and the
+//! store send.
 //!
 //! Anything outside the subset is a syntax error, like a statement Cassandra
 //! cannot parse, so a store that starts sending new CQL fails its tests instead
@@ -41,6 +42,11 @@ pub enum Statement {
         partition_key: Vec<String>,
         clustering_key: Vec<String>,
     },
+    /// `ALTER TABLE … ADD name type` or `ADD (name type, …)`.
+    AlterTableAdd {
+        table: TableName,
+        columns: Vec<(String, CqlType)>,
+    },
     Use(String),
 }
 
@@ -71,12 +77,16 @@ pub enum InValues {
     Terms(Vec<Term>),
 }
 
-/// A value in a statement: a bind marker or a literal.
+/// A value in a statement: a bind marker or a literal (typed against its
+/// column when the statement runs, as Cassandra does).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Term {
     Marker(usize),
+    /// `'text'`.
     Str(String),
+    /// `42`, `-7`, `1.5`, as written.
     Number(String),
+    /// `true` or `false`.
     Bool(bool),
 }
 
@@ -284,6 +294,7 @@ impl Parser {
                 "insert" => self.insert(),
                 "delete" => self.delete(),
                 "create" => self.create(),
+                "alter" => self.alter(),
                 "use" => Ok(Statement::Use(self.identifier()?)),
                 other => Err(format!(
                     "statement {} is not supported by the test node",
@@ -449,6 +460,25 @@ impl Parser {
         }
     }
 
+    fn alter(&mut self) -> Result<Statement, String> {
+        self.keyword("table")?;
+        let table = self.table_name()?;
+        self.keyword("add")?;
+        let mut columns = Vec::new();
+        if self.eat_symbol('(') {
+            loop {
+                columns.push((self.identifier()?, self.column_type()?));
+                if self.eat_symbol(')') {
+                    break;
+                }
+                self.symbol(',')?;
+            }
+        } else {
+            columns.push((self.identifier()?, self.column_type()?));
+        }
+        Ok(Statement::AlterTableAdd { table, columns })
+    }
+
     fn string_map(&mut self) -> Result<Vec<(String, String)>, String> {
         self.symbol('{')?;
         let mut entries = Vec::new();
@@ -568,8 +598,8 @@ mod tests {
     #[test]
     fn parses_the_store_statements() {
         let insert = parse(
-            "INSERT INTO resume.playback_position (user_id, movie_id, position_ms, updated_at_us) \
-             VALUES (?, ?, ?, ?) USING TIMESTAMP ?",
+            "INSERT INTO resume.playback_position (user_id, movie_id, position_ms, updated_at_us, deleted) \
+             VALUES (?, ?, ?, ?, false) USING TIMESTAMP ?",
         )
         .unwrap();
         let Statement::Insert {
@@ -583,10 +613,40 @@ mod tests {
         };
         assert_eq!(
             columns,
-            ["user_id", "movie_id", "position_ms", "updated_at_us"]
+            [
+                "user_id",
+                "movie_id",
+                "position_ms",
+                "updated_at_us",
+                "deleted"
+            ]
         );
         assert_eq!(values[3], Term::Marker(3));
+        assert_eq!(values[4], Term::Bool(false));
         assert_eq!(timestamp, Some(Term::Marker(4)));
+
+        let tombstone = parse(
+            "INSERT INTO ks.t (user_id, movie_id, position_ms, updated_at_us, deleted) \
+             VALUES (?, ?, 0, ?, TRUE) USING TIMESTAMP ?",
+        )
+        .unwrap();
+        let Statement::Insert {
+            values, timestamp, ..
+        } = tombstone
+        else {
+            panic!()
+        };
+        assert_eq!(
+            values,
+            [
+                Term::Marker(0),
+                Term::Marker(1),
+                Term::Number("0".into()),
+                Term::Marker(2),
+                Term::Bool(true)
+            ]
+        );
+        assert_eq!(timestamp, Some(Term::Marker(3)), "literals take no marker");
 
         let delete =
             parse("DELETE FROM ks.t USING TIMESTAMP ? WHERE user_id = ? AND movie_id = ?").unwrap();
@@ -640,6 +700,34 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn parses_alter_table_add() {
+        let one = parse("ALTER TABLE r.p ADD deleted boolean").unwrap();
+        assert_eq!(
+            one,
+            Statement::AlterTableAdd {
+                table: TableName {
+                    keyspace: Some("r".into()),
+                    name: "p".into()
+                },
+                columns: vec![("deleted".into(), CqlType::Boolean)],
+            }
+        );
+        let Statement::AlterTableAdd { columns, .. } =
+            parse("alter table p add (a int, b list<text>);").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            columns,
+            [
+                ("a".to_owned(), CqlType::Int),
+                ("b".to_owned(), CqlType::List(Box::new(CqlType::Text)))
+            ]
+        );
+        assert!(parse("ALTER TABLE p DROP a").is_err());
     }
 
     #[test]

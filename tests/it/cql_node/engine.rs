@@ -6,8 +6,13 @@
 //!   the larger value (Cassandra's reconciliation rules).
 //! * `DELETE` of a row leaves a row tombstone at its timestamp, which hides every
 //!   cell written at or before it, including cells that arrive later.
+//! * Literals in statements (`'text'`, `42`, `true`) are typed against their
+//!   column and rejected when they do not fit it, at PREPARE and at execution.
+//! * `ALTER TABLE … ADD` adds regular columns; rows written before read them
+//!   as null.
 //! * Statements against a keyspace or table that does not exist fail with
-//!   Cassandra's `Invalid` error ("unconfigured table …").
+//!   Cassandra's `Invalid` error ("unconfigured table …"), and statements naming
+//!   a column the table lacks with "Undefined column name …".
 //!
 //! No I/O here: the connection layer hands in parsed statements and bound
 //! values and turns [`Outcome`]s and [`CqlError`]s into frames.
@@ -79,6 +84,7 @@ pub enum Outcome {
 pub enum SchemaChange {
     KeyspaceCreated(String),
     TableCreated(String, String),
+    TableUpdated(String, String),
 }
 
 /// What a statement needs bound and returns: the PREPARED metadata.
@@ -314,8 +320,13 @@ impl Engine {
                 let mut variables = Vec::new();
                 for (name, value) in columns.iter().zip(values) {
                     let def = column(&defs, name)?;
-                    if let Term::Marker(i) = value {
-                        variables.push((*i, (def.name.clone(), def.ty.clone())));
+                    match value {
+                        Term::Marker(i) => {
+                            variables.push((*i, (def.name.clone(), def.ty.clone())));
+                        }
+                        literal => {
+                            term_value(literal, &def.name, &def.ty, &[])?;
+                        }
                     }
                 }
                 timestamp_variable(timestamp, &mut variables);
@@ -372,6 +383,7 @@ impl Engine {
             }
             Statement::CreateKeyspace { .. }
             | Statement::CreateTable { .. }
+            | Statement::AlterTableAdd { .. }
             | Statement::Use(_) => Ok(Plan {
                 table: None,
                 variables: Vec::new(),
@@ -464,7 +476,7 @@ impl Engine {
                         .column(column)
                         .map(|c| c.ty.clone())
                         .unwrap_or(CqlType::Blob);
-                    if let Some(value) = term_value(term, ty, values)? {
+                    if let Some(value) = term_value(term, column, ty, values)? {
                         assigned.insert(column.clone(), value);
                     }
                 }
@@ -501,7 +513,7 @@ impl Engine {
                             .unwrap_or(CqlType::Blob);
                         restricted.insert(
                             filter.column.clone(),
-                            term_value(term, &ty, values)?.flatten(),
+                            term_value(term, &filter.column, &ty, values)?.flatten(),
                         );
                     }
                 }
@@ -615,6 +627,34 @@ impl Engine {
                 Ok(Outcome::SchemaChange(SchemaChange::TableCreated(
                     keyspace,
                     table.name.clone(),
+                )))
+            }
+            Statement::AlterTableAdd { table, columns } => {
+                let Target::User(keyspace, name) = self.user_target(table, default_keyspace)?
+                else {
+                    return Err(CqlError::invalid("system tables cannot be altered"));
+                };
+                let table = self
+                    .tables
+                    .get_mut(&(keyspace.clone(), name.clone()))
+                    .ok_or_else(|| CqlError::invalid("table vanished"))?;
+                for (column, _) in columns {
+                    if table.column(column).is_some() {
+                        return Err(CqlError::invalid(format!(
+                            "Column with name '{column}' already exists"
+                        )));
+                    }
+                }
+                table
+                    .columns
+                    .extend(columns.iter().map(|(column, ty)| ColumnDef {
+                        name: column.clone(),
+                        ty: ty.clone(),
+                        kind: ColumnKind::Regular,
+                    }));
+                self.schema_version += 1;
+                Ok(Outcome::SchemaChange(SchemaChange::TableUpdated(
+                    keyspace, name,
                 )))
             }
             Statement::Use(keyspace) => {
@@ -914,27 +954,48 @@ fn pk_indexes<'a>(defs: &[ColumnDef], bound: impl Iterator<Item = (&'a str, usiz
     indexes
 }
 
-/// The bytes of `term` for a column of type `ty`: `Ok(None)` when the bound
-/// value is "unset" (the column is left alone), `Ok(Some(None))` for null.
-fn term_value(term: &Term, ty: &CqlType, values: &[Value]) -> Result<Option<Value>, CqlError> {
-    Ok(Some(match term {
-        Term::Marker(i) => values
+/// The bytes of `term` for column `column` of type `ty`: `Ok(None)` when the
+/// bound value is "unset" (the column is left alone), `Ok(Some(None))` for
+/// null. A literal that does not fit the type is rejected with Cassandra's
+/// message.
+fn term_value(
+    term: &Term,
+    column: &str,
+    ty: &CqlType,
+    values: &[Value],
+) -> Result<Option<Value>, CqlError> {
+    let misfit = |kind: &str, literal: &str| {
+        CqlError::invalid(format!(
+            "Invalid {kind} constant ({literal}) for \"{column}\" of type {}",
+            ty.cql_name()
+        ))
+    };
+    Ok(Some(match (term, ty) {
+        (Term::Marker(i), _) => values
             .get(*i)
             .cloned()
             .ok_or_else(|| CqlError::invalid("missing bound value"))?,
-        Term::Str(s) => Some(types::text(s)),
-        Term::Bool(b) => Some(types::boolean(*b)),
-        Term::Number(n) => Some(match ty {
-            CqlType::Int => types::int(
-                n.parse()
-                    .map_err(|_| CqlError::invalid(format!("invalid int {n}")))?,
-            ),
-            _ => types::bigint(
-                n.parse()
-                    .map_err(|_| CqlError::invalid(format!("invalid bigint {n}")))?,
-            ),
-        }),
+        (Term::Str(s), CqlType::Text) => Some(types::text(s)),
+        (Term::Str(s), _) => return Err(misfit("STRING", s)),
+        (Term::Bool(b), CqlType::Boolean) => Some(types::boolean(*b)),
+        (Term::Bool(b), _) => return Err(misfit("BOOLEAN", &b.to_string())),
+        (Term::Number(n), CqlType::Int) => Some(types::int(
+            n.parse().map_err(|_| misfit(number_kind(n), n))?,
+        )),
+        (Term::Number(n), CqlType::Bigint) => Some(types::bigint(
+            n.parse().map_err(|_| misfit(number_kind(n), n))?,
+        )),
+        (Term::Number(n), _) => return Err(misfit(number_kind(n), n)),
     }))
+}
+
+/// How Cassandra names a number literal in its errors.
+fn number_kind(literal: &str) -> &'static str {
+    if literal.contains('.') {
+        "FLOAT"
+    } else {
+        "INTEGER"
+    }
 }
 
 fn write_timestamp(
@@ -943,7 +1004,7 @@ fn write_timestamp(
     client_timestamp: Option<i64>,
 ) -> Result<i64, CqlError> {
     match term {
-        Some(term) => match term_value(term, &CqlType::Bigint, values)?.flatten() {
+        Some(term) => match term_value(term, "[timestamp]", &CqlType::Bigint, values)?.flatten() {
             Some(bytes) => {
                 let array: [u8; 8] = bytes
                     .as_slice()
@@ -1018,11 +1079,13 @@ fn row_matches(
         let def = column(defs, &filter.column)?;
         let actual = &row[index_of(defs, &filter.column)];
         let matched = match &filter.relation {
-            Relation::Eq(term) => term_value(term, &def.ty, values)?.flatten() == *actual,
+            Relation::Eq(term) => {
+                term_value(term, &def.name, &def.ty, values)?.flatten() == *actual
+            }
             Relation::In(InValues::Terms(terms)) => {
                 let mut any = false;
                 for term in terms {
-                    any |= term_value(term, &def.ty, values)?.flatten() == *actual;
+                    any |= term_value(term, &def.name, &def.ty, values)?.flatten() == *actual;
                 }
                 any
             }
@@ -1103,6 +1166,137 @@ mod tests {
         assert_eq!(position(&engine), None, "older write stays hidden");
         put(&mut engine, 3, 11);
         assert_eq!(position(&engine), Some((types::bigint(3), 11)));
+    }
+
+    /// The store's two writes, as `statements.rs` has them, on a table with
+    /// the `deleted` column.
+    fn soft_tombstone_engine() -> Engine {
+        let mut engine = engine_with_schema();
+        let alter = parse("ALTER TABLE ks.p ADD deleted boolean").unwrap();
+        engine.execute(&alter, &[], None, None).unwrap();
+        engine
+    }
+
+    fn put_live(engine: &mut Engine, position: i64, at: i64) {
+        let insert = parse(
+            "INSERT INTO ks.p (user_id, movie_id, position_ms, updated_at_us, deleted) \
+             VALUES (?, ?, ?, ?, false) USING TIMESTAMP ?",
+        )
+        .unwrap();
+        let values = [
+            types::text("u"),
+            types::text("m"),
+            types::bigint(position),
+            types::bigint(at),
+            types::bigint(at),
+        ];
+        engine
+            .execute(&insert, &values.map(Some), None, None)
+            .unwrap();
+    }
+
+    fn put_tombstone(engine: &mut Engine, at: i64) {
+        let insert = parse(
+            "INSERT INTO ks.p (user_id, movie_id, position_ms, updated_at_us, deleted) \
+             VALUES (?, ?, 0, ?, true) USING TIMESTAMP ?",
+        )
+        .unwrap();
+        let values = [
+            types::text("u"),
+            types::text("m"),
+            types::bigint(at),
+            types::bigint(at),
+        ];
+        engine
+            .execute(&insert, &values.map(Some), None, None)
+            .unwrap();
+    }
+
+    fn deleted_cell(engine: &Engine) -> Option<(Vec<u8>, i64)> {
+        engine.cell("p", &[types::text("u")], &[types::text("m")], "deleted")
+    }
+
+    #[test]
+    fn soft_tombstones_follow_cell_timestamps_and_win_a_tie() {
+        let mut engine = soft_tombstone_engine();
+        put_live(&mut engine, 5, 10);
+        put_tombstone(&mut engine, 10);
+        assert_eq!(
+            deleted_cell(&engine),
+            Some((types::boolean(true), 10)),
+            "true beats false on a tie"
+        );
+        assert_eq!(
+            position(&engine),
+            Some((types::bigint(5), 10)),
+            "the larger position cell stays"
+        );
+        put_live(&mut engine, 8, 9);
+        assert_eq!(deleted_cell(&engine), Some((types::boolean(true), 10)));
+        put_live(&mut engine, 3, 11);
+        assert_eq!(deleted_cell(&engine), Some((types::boolean(false), 11)));
+        assert_eq!(position(&engine), Some((types::bigint(3), 11)));
+    }
+
+    #[test]
+    fn literals_must_fit_their_column() {
+        let engine = soft_tombstone_engine();
+        for (text, expected) in [
+            (
+                "INSERT INTO ks.p (user_id, movie_id, position_ms) VALUES (?, ?, true)",
+                "Invalid BOOLEAN constant (true) for \"position_ms\" of type bigint",
+            ),
+            (
+                "INSERT INTO ks.p (user_id, movie_id, deleted) VALUES (?, ?, 0)",
+                "Invalid INTEGER constant (0) for \"deleted\" of type boolean",
+            ),
+            (
+                "INSERT INTO ks.p (user_id, movie_id, deleted) VALUES (?, ?, 'true')",
+                "Invalid STRING constant (true) for \"deleted\" of type boolean",
+            ),
+            (
+                "INSERT INTO ks.p (user_id, movie_id, position_ms) VALUES (?, ?, 1.5)",
+                "Invalid FLOAT constant (1.5) for \"position_ms\" of type bigint",
+            ),
+        ] {
+            let err = engine.plan(&parse(text).unwrap(), None).unwrap_err();
+            assert_eq!(err.message, expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn added_columns_are_null_in_older_rows() {
+        let mut engine = engine_with_schema();
+        put(&mut engine, 5, 10);
+        let tombstone_insert = parse(
+            "INSERT INTO ks.p (user_id, movie_id, position_ms, updated_at_us, deleted) \
+             VALUES (?, ?, 0, ?, true) USING TIMESTAMP ?",
+        )
+        .unwrap();
+        let err = engine.plan(&tombstone_insert, None).unwrap_err();
+        assert!(
+            err.message.contains("Undefined column name deleted"),
+            "{}",
+            err.message
+        );
+        let alter = parse("ALTER TABLE ks.p ADD deleted boolean").unwrap();
+        assert!(matches!(
+            engine.execute(&alter, &[], None, None),
+            Ok(Outcome::SchemaChange(SchemaChange::TableUpdated(..)))
+        ));
+        let again = engine.execute(&alter, &[], None, None).unwrap_err();
+        assert!(
+            again.message.contains("already exists"),
+            "{}",
+            again.message
+        );
+        assert_eq!(deleted_cell(&engine), None);
+        let select = parse("SELECT position_ms, deleted FROM ks.p WHERE user_id = 'u'").unwrap();
+        let Ok(Outcome::Rows { rows, .. }) = engine.execute(&select, &[], None, None) else {
+            panic!("select")
+        };
+        assert_eq!(rows, [vec![Some(types::bigint(5)), None]]);
+        assert!(engine.plan(&tombstone_insert, None).is_ok());
     }
 
     #[test]

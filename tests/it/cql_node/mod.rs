@@ -9,10 +9,13 @@
 //! the driver reads ([`engine`]).
 //!
 //! Faults are injected with [`CqlTestNode::set_mode`]; the node's data can be
-//! inspected directly ([`CqlTestNode::stored`]) so tests check what reached the
-//! "database", not only what the store says. It is a test double, not a
-//! database: one node, no paging (every result is one page), no TTLs or
-//! batches.
+//! inspected directly ([`CqlTestNode::stored`], [`CqlTestNode::tombstone`]) so
+//! tests check what reached the "database", not only what the store says, and
+//! statements can be run on it directly ([`CqlTestNode::execute`]), as an
+//! operator would with cqlsh (an older table, the `ALTER TABLE` that migrates
+//! it). It is a test double, not a database: one node, no paging (every result
+//! is one page), no TTLs or batches, and of DDL only `CREATE KEYSPACE`,
+//! `CREATE TABLE` and `ALTER TABLE … ADD`.
 
 mod connection;
 pub mod cql;
@@ -124,13 +127,18 @@ impl CqlTestNode {
     /// Applies `schema.cql` for `keyspace` directly, without a client.
     pub fn apply_schema(&self, keyspace: &str) {
         let replication = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
-        let mut engine = lock(&self.shared.engine);
         for text in resume_server::store::cassandra::schema_statements(keyspace, replication) {
-            let statement = cql::parse(&text).unwrap_or_else(|e| panic!("schema.cql: {e}: {text}"));
-            engine
-                .execute(&statement, &[], None, None)
-                .unwrap_or_else(|e| panic!("schema.cql: {}: {text}", e.message));
+            self.execute(&text);
         }
+    }
+
+    /// Runs one statement (DDL, or a write with literal values) directly,
+    /// without a client; panics, naming the statement, if the node rejects it.
+    pub fn execute(&self, text: &str) {
+        let statement = cql::parse(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        lock(&self.shared.engine)
+            .execute(&statement, &[], None, None)
+            .unwrap_or_else(|e| panic!("{}: {text}", e.message));
     }
 
     /// `host:port` to give the driver.
@@ -144,17 +152,31 @@ impl CqlTestNode {
     }
 
     /// The live `position_ms` of `(user, movie)` in any keyspace's
-    /// `playback_position`, with the write timestamp of that cell.
+    /// `playback_position`, with the write timestamp of that cell; `None` when
+    /// there is none or the row is a soft tombstone (`deleted = true`).
     pub fn stored(&self, user: &str, movie: &str) -> Option<(i64, i64)> {
-        let engine = lock(&self.shared.engine);
-        let (bytes, timestamp) = engine.cell(
+        if self.tombstone(user, movie).is_some() {
+            return None;
+        }
+        let (bytes, timestamp) = self.cell(user, movie, "position_ms")?;
+        let array: [u8; 8] = bytes.as_slice().try_into().ok()?;
+        Some((i64::from_be_bytes(array), timestamp))
+    }
+
+    /// The write timestamp of `(user, movie)`'s `deleted = true` cell, when the
+    /// row is a soft tombstone.
+    pub fn tombstone(&self, user: &str, movie: &str) -> Option<i64> {
+        let (bytes, timestamp) = self.cell(user, movie, "deleted")?;
+        (bytes == types::boolean(true)).then_some(timestamp)
+    }
+
+    fn cell(&self, user: &str, movie: &str, column: &str) -> Option<(Vec<u8>, i64)> {
+        lock(&self.shared.engine).cell(
             "playback_position",
             &[types::text(user)],
             &[types::text(movie)],
-            "position_ms",
-        )?;
-        let array: [u8; 8] = bytes.as_slice().try_into().ok()?;
-        Some((i64::from_be_bytes(array), timestamp))
+            column,
+        )
     }
 
     /// Whether `keyspace.table` exists on the node.

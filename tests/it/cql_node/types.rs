@@ -1,6 +1,6 @@
 //! CQL column types and their native-protocol value encodings, as far as the
-//! test node needs them: the types of `schema.cql` (`text`, `bigint`) plus the
-//! ones the driver reads from the system tables at connect.
+//! test node needs them: the types of `schema.cql` (`text`, `bigint`,
+//! `boolean`) plus the ones the driver reads from the system tables at connect.
 //!
 //! Values stay in their wire encoding everywhere in the node; this module turns
 //! Rust values into those bytes, checks bound values against their column type,
@@ -255,5 +255,7 @@ mod tests {
         assert!(CqlType::Bigint.validate(&bigint(5)).is_ok());
         assert!(CqlType::Bigint.validate(&int(5)).is_err());
         assert!(CqlType::Text.validate(&[0xff, 0xfe]).is_err());
+        assert!(CqlType::Boolean.validate(&boolean(true)).is_ok());
+        assert!(CqlType::Boolean.validate(&bigint(1)).is_err());
     }
 }

@@ -501,6 +501,20 @@ impl TestBackend {
         }
     }
 
+    /// The config of a server on this storage with extra flags.
+    pub fn config(&self, extra: &[&str]) -> Config {
+        let mut args: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
+        test_config(self.dir.path(), &args)
+    }
+
+    /// Opens this storage's store the way the server would (for tests that wrap it).
+    pub async fn open_store(&self) -> resume_server::store::SharedStore {
+        resume_server::open_store(&self.config(&[]))
+            .await
+            .expect("store opens")
+    }
+
     /// Starts a server on this storage with extra flags.
     pub async fn start(&self, extra: &[&str]) -> TestServer {
         let mut args: Vec<&str> = self.flags.iter().map(String::as_str).collect();
