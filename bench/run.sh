@@ -32,7 +32,7 @@ trap 'stop_target; rm -rf "$WORK"' EXIT
 # One process may hold at most 20,000 open files here; the server needs one per session.
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-cargo build --release --bin resume-server --bin loadgen --bin bare_sink >&2
+cargo build --release -p resume-server -p loadgen >&2
 BIN=target/release
 LOADGEN=$BIN/loadgen
 export RESUME_JWT_SECRET=$SECRET

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo test --all-targets
+cargo test --workspace --all-targets
 
 if [[ ! -x /usr/bin/chromium ]]; then
     if [[ "${CI:-}" == "1" ]]; then

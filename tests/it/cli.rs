@@ -1,8 +1,8 @@
 //! The binary's command line: the `token` and `schema apply` subcommands, and
 //! configuration errors at start.
 
-use crate::cql_node::CqlTestNode;
 use crate::support::TestServer;
+use cql_test_node::CqlTestNode;
 
 #[tokio::test]
 async fn the_token_subcommand_prints_a_token_the_server_accepts() {

@@ -3,11 +3,9 @@
 mod auth;
 mod cli;
 mod continue_watching;
-mod cql_node;
 mod faulty_store;
 mod hostile;
 mod http_api;
-mod loadgen_smoke;
 mod outages;
 mod positions;
 mod sessions;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::cql_node::NodeMode;
 use crate::support::{BackendKind, Session, TestBackend, TestServer, wait_until};
+use cql_test_node::NodeMode;
 
 const SESSIONS: usize = 40;
 

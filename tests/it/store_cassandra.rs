@@ -19,10 +19,10 @@ use resume_server::store::{
     PositionStore, PositionWrite, PutOutcome, SavedPosition, StoreError, Stored,
 };
 
-use crate::cql_node::cql::{self, InValues, Relation, Statement};
-use crate::cql_node::{CqlTestNode, NodeMode};
 use crate::store_suite::StoreFixture;
 use crate::support::{DEADLINE, wait_until};
+use cql_test_node::cql::{self, InValues, Relation, Statement};
+use cql_test_node::{CqlTestNode, NodeMode};
 
 const T0: i64 = 1_700_000_000_000_000;
 
@@ -86,7 +86,7 @@ async fn cassandra() -> Option<StoreFixture> {
             _guard: Box::new(()),
         });
     }
-    let node = CqlTestNode::start_with_schema().await;
+    let node = crate::support::node_with_schema().await;
     let store = CassandraStore::connect(&settings(&node.addr().to_string(), "resume", &[]))
         .await
         .expect("connects to the test node");
@@ -107,7 +107,7 @@ async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
 }
 
 async fn node_and_store(extra: &[&str]) -> (CqlTestNode, CassandraStore) {
-    let node = CqlTestNode::start_with_schema().await;
+    let node = crate::support::node_with_schema().await;
     let store = CassandraStore::connect(&settings(&node.addr().to_string(), "resume", extra))
         .await
         .expect("connects");
@@ -478,7 +478,7 @@ async fn outage_fails_fast_and_writes_land_after_recovery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_put_in_flight_during_an_outage_lands_after_recovery() {
-    let node = CqlTestNode::start_with_schema().await;
+    let node = crate::support::node_with_schema().await;
     let mut settings = settings(
         &node.addr().to_string(),
         "resume",

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use cql_test_node::CqlTestNode;
 use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use resume_server::config::Config;
@@ -418,6 +419,16 @@ impl Session {
     }
 }
 
+/// A CQL test node with `schema.cql` applied for keyspace `resume`.
+pub async fn node_with_schema() -> CqlTestNode {
+    let node = CqlTestNode::start().await;
+    let replication = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
+    for text in resume_server::store::cassandra::schema_statements("resume", replication) {
+        node.execute(&text);
+    }
+    node
+}
+
 /// Which store a test server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
@@ -438,7 +449,7 @@ pub struct TestBackend {
     /// Extra flags that point a server at this backend.
     flags: Vec<String>,
     /// The CQL test node, when this backend runs on one.
-    pub node: Option<crate::cql_node::CqlTestNode>,
+    pub node: Option<CqlTestNode>,
 }
 
 impl TestBackend {
@@ -454,7 +465,7 @@ impl TestBackend {
                         (address, keyspace, None)
                     }
                     _ => {
-                        let node = crate::cql_node::CqlTestNode::start_with_schema().await;
+                        let node = node_with_schema().await;
                         (node.addr().to_string(), "resume".to_owned(), Some(node))
                     }
                 };
@@ -483,7 +494,7 @@ impl TestBackend {
     /// The Cassandra kind on an in-process CQL test node, even when
     /// `RESUME_TEST_CASSANDRA` names a real node (for tests that inject faults).
     pub async fn with_test_node() -> Self {
-        let node = crate::cql_node::CqlTestNode::start_with_schema().await;
+        let node = node_with_schema().await;
         let address = node.addr().to_string();
         let flags = [
             "--store",

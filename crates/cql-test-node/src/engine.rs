@@ -1105,7 +1105,7 @@ fn row_matches(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cql_node::cql::parse;
+    use crate::cql::parse;
 
     fn engine_with_schema() -> Engine {
         let mut engine = Engine::new("127.0.0.1".parse().unwrap());

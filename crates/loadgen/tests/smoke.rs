@@ -3,10 +3,70 @@
 //! loadgen processes, with a reconnect storm; then HTTP progress, lookups and
 //! the embedded-store bench. Asserts correctness only, never speed.
 
+use std::net::SocketAddr;
+
 use serde_json::Value;
 use tokio::process::Command;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
-use crate::support::{SECRET, TestServer};
+/// The HS256 secret the test server and loadgen share.
+const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// A resume-server running in this process on a loopback port, flushing every 200 ms.
+struct TestServer {
+    /// Where it listens.
+    addr: SocketAddr,
+    /// Stops it.
+    stop: oneshot::Sender<()>,
+    /// The server task.
+    task: JoinHandle<Result<(), resume_server::RunError>>,
+    /// Its data dir.
+    _data: tempfile::TempDir,
+}
+
+impl TestServer {
+    async fn start() -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let config = resume_server::config::Config::from_env_and_args([
+            "resume-server",
+            "--data-dir",
+            data.path().to_str().expect("utf-8 path"),
+            "--jwt-secret",
+            SECRET,
+            "--flush-interval-ms",
+            "200",
+        ])
+        .expect("config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(resume_server::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "server never listened"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Self {
+            addr,
+            stop,
+            task,
+            _data: data,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("joins").expect("stops cleanly");
+    }
+}
 
 /// Runs the built `loadgen` binary and returns its JSON report.
 async fn loadgen(args: &[&str]) -> Value {
@@ -29,7 +89,7 @@ async fn loadgen(args: &[&str]) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_storm_and_final_positions() {
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start().await;
     let addr = server.addr.to_string();
     let pid = std::process::id().to_string();
     let report = loadgen(&[
@@ -71,7 +131,7 @@ async fn sessions_storm_and_final_positions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_progress_then_lookups() {
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start().await;
     let addr = server.addr.to_string();
     let report = loadgen(&[
         "http",

@@ -95,10 +95,16 @@ pub struct CqlTestNode {
 impl CqlTestNode {
     /// Starts an empty node (no keyspace, no table) on a free loopback port.
     pub async fn start() -> CqlTestNode {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::start_on(any_port)
             .await
-            .expect("bind a loopback port");
-        let addr = listener.local_addr().expect("bound address");
+            .expect("bind a loopback port")
+    }
+
+    /// Starts an empty node listening on `addr`.
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<CqlTestNode> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             engine: Mutex::new(Engine::new(addr.ip())),
             mode: Mutex::new(NodeMode::Normal),
@@ -110,26 +116,11 @@ impl CqlTestNode {
             peak_writes_in_flight: AtomicU64::new(0),
         });
         let accept_loop = tokio::spawn(accept(listener, Arc::clone(&shared)));
-        CqlTestNode {
+        Ok(CqlTestNode {
             addr,
             shared,
             accept_loop,
-        }
-    }
-
-    /// Starts a node with `schema.cql` already applied for keyspace `resume`.
-    pub async fn start_with_schema() -> CqlTestNode {
-        let node = Self::start().await;
-        node.apply_schema("resume");
-        node
-    }
-
-    /// Applies `schema.cql` for `keyspace` directly, without a client.
-    pub fn apply_schema(&self, keyspace: &str) {
-        let replication = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
-        for text in resume_server::store::cassandra::schema_statements(keyspace, replication) {
-            self.execute(&text);
-        }
+        })
     }
 
     /// Runs one statement (DDL, or a write with literal values) directly,
