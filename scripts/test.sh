@@ -9,6 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The cluster tests run the workspace's binaries (resume-server, cql-test-node)
+# as separate processes; build them first so every test finds them.
+cargo build --workspace --bins
 cargo test --workspace --all-targets
 
 if [[ ! -x /usr/bin/chromium ]]; then
