@@ -149,7 +149,7 @@ impl AuthKeys {
             (key, algorithm, None, false)
         } else {
             let (secret, demo_mode) = match &config.jwt_secret {
-                Some(secret) => (secret.as_bytes().to_vec(), false),
+                Some(secret) => (secret.expose().as_bytes().to_vec(), false),
                 None => (random_secret(), true),
             };
             let decoding = DecodingKey::from_secret(&secret)
@@ -310,6 +310,7 @@ fn form_urlencoded_value(query: &str, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
 
     #[test]
     fn user_ids_are_bounded() {
@@ -321,12 +322,8 @@ mod tests {
     }
 
     fn test_keys() -> AuthKeys {
-        let config = crate::config::Config::from_env_and_args([
-            "resume-server",
-            "--jwt-secret",
-            "a-secret-that-is-long-enough-for-hs256!",
-        ])
-        .unwrap();
+        let mut config = crate::config::Config::from_env_and_args(["resume-server"]).unwrap();
+        config.jwt_secret = Some(Secret::new("a-secret-that-is-long-enough-for-hs256!"));
         AuthKeys::from_config(&config).unwrap()
     }
 
@@ -371,14 +368,10 @@ mod tests {
     }
 
     fn keys_with_audience(audience: &str) -> AuthKeys {
-        let config = crate::config::Config::from_env_and_args([
-            "resume-server",
-            "--jwt-secret",
-            "a-secret-that-is-long-enough-for-hs256!",
-            "--jwt-audience",
-            audience,
-        ])
-        .unwrap();
+        let mut config =
+            crate::config::Config::from_env_and_args(["resume-server", "--jwt-audience", audience])
+                .unwrap();
+        config.jwt_secret = Some(Secret::new("a-secret-that-is-long-enough-for-hs256!"));
         AuthKeys::from_config(&config).unwrap()
     }
 

@@ -11,12 +11,17 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::secret::{Secret, SecretSource};
+
 /// Command line of the `resume-server` binary.
 #[derive(Debug, Parser)]
 #[command(
     name = "resume-server",
     version,
     about = "Remembers where every viewer stopped watching.",
+    after_help = "Secrets never go on the command line, where `ps` shows them: set RESUME_JWT_SECRET and \
+                  RESUME_CASSANDRA_PASSWORD in the environment, or name files holding them with \
+                  --jwt-secret-file and --cassandra-password-file.",
     args_override_self = true
 )]
 pub struct Cli {
@@ -31,7 +36,7 @@ pub struct Cli {
 /// Subcommands besides serving.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print a JWT for a user, signed with RESUME_JWT_SECRET (for operators and scripts).
+    /// Print a JWT for a user, signed with RESUME_JWT_SECRET or --jwt-secret-file (for operators and scripts).
     Token {
         /// The user id to put in the token's `sub`.
         #[arg(long)]
@@ -62,6 +67,15 @@ pub enum StoreKind {
     Embedded,
     /// A Cassandra or ScyllaDB cluster through the scylla driver.
     Cassandra,
+}
+
+/// Compression of the CQL connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CassandraCompression {
+    /// LZ4 frames (a cluster that does not offer LZ4 gets uncompressed ones).
+    Lz4,
+    /// Uncompressed frames.
+    None,
 }
 
 /// Every setting of the server.
@@ -101,9 +115,16 @@ pub struct Config {
     #[arg(long, env = "RESUME_PROVISIONAL_CONFIRM_MS", default_value_t = 10_000)]
     pub provisional_confirm_ms: u64,
 
-    /// HS256 secret (at least 32 bytes). Without a secret or public key the server runs in demo mode.
-    #[arg(long, env = "RESUME_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    /// File holding the HS256 secret (at least 32 bytes; one final line break is dropped).
+    /// Or set the secret itself in RESUME_JWT_SECRET; never as a flag, which `ps` shows.
+    /// Without a secret or public key the server runs in demo mode.
+    #[arg(long, env = "RESUME_JWT_SECRET_FILE", value_name = "PATH")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// The HS256 secret, from RESUME_JWT_SECRET or --jwt-secret-file (see
+    /// [`Config::read_secrets`]).
+    #[arg(skip)]
+    pub jwt_secret: Option<Secret>,
 
     /// PEM public key (RS256 or ES256) of the identity provider that signs tokens.
     #[arg(long, env = "RESUME_JWT_PUBLIC_KEY")]
@@ -138,6 +159,14 @@ pub struct Config {
     #[arg(long, env = "RESUME_STORE_COMMIT_DELAY_MS", default_value_t = 5)]
     pub store_commit_delay_ms: u64,
 
+    /// Cassandra: rows per page when a viewer's titles are read (continue watching).
+    #[arg(long, env = "RESUME_CASSANDRA_PAGE_SIZE", default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub cassandra_page_size: i32,
+
+    /// Days a title's position is kept after its last write (every write renews it; 0 keeps it forever).
+    #[arg(long, env = "RESUME_POSITION_TTL_DAYS", default_value_t = 365, value_parser = clap::value_parser!(u32).range(0..=3650))]
+    pub position_ttl_days: u32,
+
     /// Cassandra/ScyllaDB contact points, comma-separated host:port.
     #[arg(
         long,
@@ -159,27 +188,91 @@ pub struct Config {
     )]
     pub cassandra_consistency: String,
 
-    /// Local datacenter for DC-aware load balancing.
+    /// Local datacenter for DC-aware load balancing (required when the cluster has several).
     #[arg(long, env = "RESUME_CASSANDRA_LOCAL_DC")]
     pub cassandra_local_dc: Option<String>,
+
+    /// Rack within the local datacenter whose replicas are preferred.
+    #[arg(long, env = "RESUME_CASSANDRA_LOCAL_RACK")]
+    pub cassandra_local_rack: Option<String>,
 
     /// Username for password authentication.
     #[arg(long, env = "RESUME_CASSANDRA_USER")]
     pub cassandra_user: Option<String>,
 
-    /// Password for password authentication.
-    #[arg(long, env = "RESUME_CASSANDRA_PASSWORD", hide_env_values = true)]
-    pub cassandra_password: Option<String>,
+    /// File holding the password for --cassandra-user (one final line break is dropped).
+    /// Or set the password itself in RESUME_CASSANDRA_PASSWORD; never as a flag, which `ps` shows.
+    #[arg(long, env = "RESUME_CASSANDRA_PASSWORD_FILE", value_name = "PATH")]
+    pub cassandra_password_file: Option<PathBuf>,
 
-    /// Per-request timeout against the cluster.
+    /// The password, from RESUME_CASSANDRA_PASSWORD or --cassandra-password-file (see
+    /// [`Config::read_secrets`]).
+    #[arg(skip)]
+    pub cassandra_password: Option<Secret>,
+
+    /// Connect to the cluster over TLS, verifying its certificates (see --cassandra-tls-ca).
+    #[arg(long, env = "RESUME_CASSANDRA_TLS")]
+    pub cassandra_tls: bool,
+
+    /// PEM file of the CA certificate(s) the cluster's certificates chain to; without it,
+    /// the platform's trust store (SSL_CERT_FILE / SSL_CERT_DIR are honoured).
+    #[arg(long, env = "RESUME_CASSANDRA_TLS_CA", value_name = "PATH")]
+    pub cassandra_tls_ca: Option<PathBuf>,
+
+    /// PEM client certificate (chain) shown to nodes that ask for one; needs --cassandra-tls-key.
+    #[arg(long, env = "RESUME_CASSANDRA_TLS_CERT", value_name = "PATH")]
+    pub cassandra_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --cassandra-tls-cert.
+    #[arg(long, env = "RESUME_CASSANDRA_TLS_KEY", value_name = "PATH")]
+    pub cassandra_tls_key: Option<PathBuf>,
+
+    /// Name every node's certificate must be valid for; default: the host of a contact
+    /// point or the address connected to. For IP contact points with certificates for names.
+    #[arg(long, env = "RESUME_CASSANDRA_TLS_SERVER_NAME", value_name = "NAME")]
+    pub cassandra_tls_server_name: Option<String>,
+
+    /// Client-side limit on every Cassandra request, reads and writes alike;
+    /// --cassandra-read-timeout-ms and --cassandra-write-timeout-ms override it (unset: 6000 / 3000).
+    #[arg(long, env = "RESUME_CASSANDRA_REQUEST_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub cassandra_request_timeout_ms: Option<u64>,
+
+    /// Client-side limit on each write attempt [default: 3000, above Cassandra's 2 s
+    /// write_request_timeout, or --cassandra-request-timeout-ms].
+    #[arg(long, env = "RESUME_CASSANDRA_WRITE_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub cassandra_write_timeout_ms: Option<u64>,
+
+    /// Client-side limit on each read [default: 6000, above Cassandra's 5 s
+    /// read_request_timeout, or --cassandra-request-timeout-ms].
+    #[arg(long, env = "RESUME_CASSANDRA_READ_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub cassandra_read_timeout_ms: Option<u64>,
+
+    /// Consistency of reads [default: --cassandra-consistency]; `any` is refused (writes only).
+    #[arg(long, env = "RESUME_CASSANDRA_READ_CONSISTENCY")]
+    pub cassandra_read_consistency: Option<String>,
+
+    /// Consistency of writes [default: --cassandra-consistency].
+    #[arg(long, env = "RESUME_CASSANDRA_WRITE_CONSISTENCY")]
+    pub cassandra_write_consistency: Option<String>,
+
+    /// Delay after which the stream-start read is also sent to another node; 0 turns speculative execution off.
     #[arg(
         long,
-        env = "RESUME_CASSANDRA_REQUEST_TIMEOUT_MS",
-        default_value_t = 2000
+        env = "RESUME_CASSANDRA_SPECULATIVE_DELAY_MS",
+        default_value_t = 100
     )]
-    pub cassandra_request_timeout_ms: u64,
+    pub cassandra_speculative_delay_ms: u64,
 
-    /// Writes in flight to the cluster at most; more wait for a slot.
+    /// Compression of the CQL connections.
+    #[arg(long, env = "RESUME_CASSANDRA_COMPRESSION", value_enum, default_value_t = CassandraCompression::Lz4)]
+    pub cassandra_compression: CassandraCompression,
+
+    /// Longest a write waits for a write slot before failing as unavailable (its session
+    /// retries it later) [default: the write timeout].
+    #[arg(long, env = "RESUME_CASSANDRA_WRITE_SLOT_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub cassandra_write_slot_timeout_ms: Option<u64>,
+
+    /// Writes in flight to the cluster at most; more wait for a slot (see --cassandra-write-slot-timeout-ms).
     #[arg(
         long,
         env = "RESUME_CASSANDRA_MAX_WRITES_IN_FLIGHT",
@@ -187,13 +280,13 @@ pub struct Config {
     )]
     pub cassandra_max_writes_in_flight: usize,
 
-    /// Replication map used when the keyspace is created (schema apply / --init-schema).
-    #[arg(
-        long,
-        env = "RESUME_CASSANDRA_REPLICATION",
-        default_value = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-    )]
-    pub cassandra_replication: String,
+    /// Replication map used when the keyspace is created (schema apply / --init-schema), e.g. {'class': 'NetworkTopologyStrategy', 'dc1': 3}; required unless --cassandra-development.
+    #[arg(long, env = "RESUME_CASSANDRA_REPLICATION")]
+    pub cassandra_replication: Option<String>,
+
+    /// A development cluster: schema apply may create the keyspace with SimpleStrategy and one replica when no replication map is given.
+    #[arg(long, env = "RESUME_CASSANDRA_DEVELOPMENT")]
+    pub cassandra_development: bool,
 
     /// Apply schema.cql at start (idempotent).
     #[arg(long, env = "RESUME_INIT_SCHEMA")]
@@ -246,7 +339,27 @@ pub struct Config {
     /// Largest HTTP request body accepted (413 beyond).
     #[arg(long, env = "RESUME_MAX_BODY_BYTES", default_value_t = 4096)]
     pub max_body_bytes: usize,
+
+    /// How often the store is probed for /readyz; a probe that takes longer failed.
+    #[arg(long, env = "RESUME_READINESS_PROBE_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub readiness_probe_interval_ms: u64,
+
+    /// Consecutive failed probes before /readyz answers 503; one passing probe makes it 200 again.
+    #[arg(long, env = "RESUME_READINESS_FAILURE_THRESHOLD", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub readiness_failure_threshold: u32,
 }
+
+/// Where the HS256 secret may come from.
+const JWT_SECRET: SecretSource = SecretSource {
+    env: "RESUME_JWT_SECRET",
+    file_knob: "--jwt-secret-file / RESUME_JWT_SECRET_FILE",
+};
+
+/// Where the Cassandra password may come from.
+const CASSANDRA_PASSWORD: SecretSource = SecretSource {
+    env: "RESUME_CASSANDRA_PASSWORD",
+    file_knob: "--cassandra-password-file / RESUME_CASSANDRA_PASSWORD_FILE",
+};
 
 /// A setting that cannot work; the message names the knob.
 #[derive(Debug, thiserror::Error)]
@@ -270,13 +383,27 @@ impl ConfigError {
 
 impl Config {
     /// Parses the server settings from `args` (the first is the program name) and
-    /// the `RESUME_*` environment, ignoring any subcommand; for tests and tools.
+    /// the `RESUME_*` environment, ignoring any subcommand, and reads the secrets
+    /// ([`read_secrets`](Self::read_secrets)); for tests and tools.
     pub fn from_env_and_args<I, T>(args: I) -> Result<Self, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        Cli::try_parse_from(args).map(|cli| cli.config)
+        let mut config = Cli::try_parse_from(args)?.config;
+        config.read_secrets().map_err(|e| {
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{e}\n"))
+        })?;
+        Ok(config)
+    }
+
+    /// Fills in the secrets, which clap never sees: each from its environment
+    /// variable or from the file its flag names (see [`crate::secret`]).
+    pub fn read_secrets(&mut self) -> Result<(), ConfigError> {
+        self.jwt_secret = JWT_SECRET.read(self.jwt_secret_file.as_deref())?;
+        self.cassandra_password =
+            CASSANDRA_PASSWORD.read(self.cassandra_password_file.as_deref())?;
+        Ok(())
     }
 
     /// Checks every value that clap's types do not.
@@ -305,10 +432,6 @@ impl Config {
         positive(
             "--idle-timeout-ms / RESUME_IDLE_TIMEOUT_MS",
             self.idle_timeout_ms,
-        )?;
-        positive(
-            "--cassandra-request-timeout-ms / RESUME_CASSANDRA_REQUEST_TIMEOUT_MS",
-            self.cassandra_request_timeout_ms,
         )?;
         positive(
             "--cassandra-max-writes-in-flight / RESUME_CASSANDRA_MAX_WRITES_IN_FLIGHT",
@@ -349,15 +472,15 @@ impl Config {
             ));
         }
         if let Some(secret) = &self.jwt_secret {
-            if secret.len() < 32 {
+            if secret.expose().len() < 32 {
                 return Err(ConfigError::new(
-                    "RESUME_JWT_SECRET",
+                    "RESUME_JWT_SECRET / --jwt-secret-file",
                     "must be at least 32 bytes",
                 ));
             }
             if self.jwt_public_key.is_some() {
                 return Err(ConfigError::new(
-                    "RESUME_JWT_SECRET",
+                    "RESUME_JWT_SECRET / --jwt-secret-file",
                     "set either a secret or --jwt-public-key / RESUME_JWT_PUBLIC_KEY, not both",
                 ));
             }
@@ -365,7 +488,7 @@ impl Config {
         if self.demo_login && self.jwt_public_key.is_some() {
             return Err(ConfigError::new(
                 "--demo-login / RESUME_DEMO_LOGIN",
-                "needs RESUME_JWT_SECRET: the server cannot sign tokens with a public key",
+                "needs RESUME_JWT_SECRET or --jwt-secret-file: the server cannot sign tokens with a public key",
             ));
         }
         if self.store == StoreKind::Cassandra
@@ -382,6 +505,12 @@ impl Config {
     /// The flush interval as a duration.
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.flush_interval_ms)
+    }
+
+    /// How long a position lives after its last write; `None` keeps it forever.
+    pub fn position_ttl(&self) -> Option<Duration> {
+        (self.position_ttl_days > 0)
+            .then(|| Duration::from_secs(u64::from(self.position_ttl_days) * 24 * 3600))
     }
 }
 
@@ -416,9 +545,50 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(err.to_string().contains("--completion-threshold"), "{err}");
-        let err = parse(&["--jwt-secret", "short"]).validate().unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "short\n").unwrap();
+        let err = parse(&["--jwt-secret-file", short.to_str().unwrap()])
+            .validate()
+            .unwrap_err();
         assert!(err.to_string().contains("RESUME_JWT_SECRET"), "{err}");
         let err = parse(&["--flush-interval-ms", "0"]).validate().unwrap_err();
         assert!(err.to_string().contains("--flush-interval-ms"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_files_never_flags_and_are_never_printed() {
+        for flag in ["--jwt-secret", "--cassandra-password"] {
+            let parsed = Config::from_env_and_args(["resume-server", flag, "hunter2"]);
+            assert!(parsed.is_err(), "{flag} is accepted");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (jwt, password) = (dir.path().join("jwt"), dir.path().join("password"));
+        std::fs::write(&jwt, "jwt-secret-jwt-secret-jwt-secret-0123\n").unwrap();
+        std::fs::write(&password, "cassandra-hunter2").unwrap();
+        let config = parse(&[
+            "--jwt-secret-file",
+            jwt.to_str().unwrap(),
+            "--cassandra-password-file",
+            password.to_str().unwrap(),
+        ]);
+        let jwt_secret = config.jwt_secret.as_ref().map(Secret::expose);
+        assert_eq!(jwt_secret, Some("jwt-secret-jwt-secret-jwt-secret-0123"));
+        let cassandra_password = config.cassandra_password.as_ref().map(Secret::expose);
+        assert_eq!(cassandra_password, Some("cassandra-hunter2"));
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("jwt-secret-jwt"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+
+        let err = Config::from_env_and_args([
+            "resume-server",
+            "--cassandra-password-file",
+            "/no/such/password",
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("--cassandra-password-file"),
+            "{err}"
+        );
     }
 }

@@ -17,9 +17,12 @@
 //! * **Store.** `store::PositionStore`, last-write-wins by the time the server
 //!   received a position: the embedded redb store by default, Cassandra/ScyllaDB
 //!   in production.
-//! * `config` holds every knob, `auth` verifies tokens, `catalog` knows the
-//!   titles, `metrics` counts, and [`run`] ties it together with a shutdown that
-//!   waits for every session's final write.
+//! * **Readiness.** `readiness` probes the store in the background and keeps
+//!   what `/readyz` answers, with hysteresis.
+//! * `config` holds every knob (`secret` keeps secrets off the command line and
+//!   out of logs), `auth` verifies tokens, `catalog` knows the titles, `metrics`
+//!   counts, and [`run`] ties it together with a shutdown that waits for every
+//!   session's final write.
 
 #![forbid(unsafe_code)]
 
@@ -31,7 +34,9 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod position_reads;
+pub mod readiness;
 pub mod resume;
+pub mod secret;
 pub mod server;
 pub mod session;
 pub mod state;
@@ -71,10 +76,13 @@ pub enum RunError {
 /// Opens the configured store.
 pub async fn open_store(config: &Config) -> Result<SharedStore, RunError> {
     Ok(match config.store {
-        StoreKind::Embedded => Arc::new(EmbeddedStore::open_with(
-            &config.data_dir,
-            Duration::from_millis(config.store_commit_delay_ms),
-        )?),
+        StoreKind::Embedded => Arc::new(
+            EmbeddedStore::open_with(
+                &config.data_dir,
+                Duration::from_millis(config.store_commit_delay_ms),
+            )?
+            .with_expiry(config.position_ttl(), Arc::new(clock::SystemClock)),
+        ),
         StoreKind::Cassandra => {
             let settings = CassandraSettings::from_config(config)?;
             if config.init_schema {
@@ -133,6 +141,13 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let state = build_state(&config, store)?;
+    let prober = readiness::spawn_prober(
+        state.store.clone(),
+        state.readiness.clone(),
+        state.metrics.clone(),
+        readiness::ReadinessSettings::from_config(&config),
+        state.shutdown.clone(),
+    );
     let app = http::app(state.clone(), &config.static_dir);
     tracing::info!(address = %listener.local_addr()?, store = ?config.store, "listening");
 
@@ -143,15 +158,28 @@ async fn serve(
         header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
         drain_timeout: grace,
     };
+    // One grace period for the whole stop: the HTTP drain and the sessions'
+    // final writes run at the same time and share its deadline.
+    let deadline = Arc::new(std::sync::OnceLock::new());
+    let deadline_set = Arc::clone(&deadline);
     server::serve(listener, app, limits, async move {
         shutdown.await;
+        let _ = deadline_set.set(tokio::time::Instant::now() + grace);
         tracing::info!("shutting down: closing sessions and writing their positions");
         sessions_stop.cancel();
     })
     .await;
 
+    // Awaited after the abort so that the prober's handle on the store is gone
+    // when `run` returns (an embedded store's file can then be opened again).
+    prober.abort();
+    let _ = prober.await;
     state.session_tasks.close();
-    if tokio::time::timeout(grace, state.session_tasks.wait())
+    let deadline = deadline
+        .get()
+        .copied()
+        .unwrap_or_else(|| tokio::time::Instant::now() + grace);
+    if tokio::time::timeout_at(deadline, state.session_tasks.wait())
         .await
         .is_err()
     {

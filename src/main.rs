@@ -17,8 +17,8 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = cli.config;
-    if let Err(e) = config.validate() {
+    let mut config = cli.config;
+    if let Err(e) = config.read_secrets().and_then(|()| config.validate()) {
         eprintln!("resume-server: {e}");
         return ExitCode::from(2);
     }
@@ -57,7 +57,7 @@ async fn apply_schema(config: &resume_server::config::Config) -> Result<(), Stri
 
 fn print_token(config: &resume_server::config::Config, sub: &str, ttl: u64) -> Result<(), String> {
     if config.jwt_secret.is_none() {
-        return Err("RESUME_JWT_SECRET must be set to sign tokens".into());
+        return Err("RESUME_JWT_SECRET or --jwt-secret-file must be set to sign tokens".into());
     }
     let keys = AuthKeys::from_config(config).map_err(|e| e.to_string())?;
     let user = UserId::parse(sub).map_err(|e| e.to_string())?;

@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::store::CommitStats;
+use crate::store::{CommitStats, PositionStore};
 
 /// Why a tick or message was refused.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -63,6 +63,33 @@ pub enum WriteOutcome {
     Failed,
 }
 
+/// What a readiness probe found (label values `passed`, `failed`).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+enum ProbeResult {
+    /// The store answered in time.
+    Passed,
+    /// It did not.
+    Failed,
+}
+
+impl EncodeLabelValue for ProbeResult {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let text = match self {
+            Self::Passed => "passed",
+            Self::Failed => "failed",
+        };
+        EncodeLabelValue::encode(&text, encoder)
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabel {
+    result: ProbeResult,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RejectLabel {
     reason: RejectReason,
@@ -102,6 +129,10 @@ pub struct Metrics {
     pub ticks_coalesced: Counter,
     /// Stored winners stamped ahead of this node's clock beyond the tolerance.
     pub clock_skew_seen: Counter,
+    /// 1 while `/readyz` answers 200, 0 while it answers 503.
+    pub ready: Gauge,
+    /// Readiness probes of the store, by result.
+    readiness_probes: Family<ProbeLabel, Counter>,
 }
 
 /// Exports a store's group-commit counters, read at each scrape.
@@ -149,6 +180,18 @@ impl Metrics {
         let http_progress_writes = Counter::default();
         let ticks_coalesced = Counter::default();
         let clock_skew_seen = Counter::default();
+        let ready = Gauge::default();
+        let readiness_probes = Family::default();
+        registry.register(
+            "ready",
+            "1 while GET /readyz answers 200, 0 while it answers 503",
+            ready.clone(),
+        );
+        registry.register(
+            "readiness_probes",
+            "Background probes of the store behind /readyz, by result (passed, failed)",
+            readiness_probes.clone(),
+        );
         registry.register(
             "ticks_coalesced",
             "Ticks over the session's rate: kept as its latest position, not answered",
@@ -211,7 +254,28 @@ impl Metrics {
             http_progress_writes,
             ticks_coalesced,
             clock_skew_seen,
+            ready,
+            readiness_probes,
         }
+    }
+
+    /// Every metric, and the metrics `store` exports of its own.
+    pub fn for_store(store: &dyn PositionStore) -> Self {
+        let mut metrics = Self::new(store.commit_stats());
+        store.register_metrics(&mut metrics.registry);
+        metrics
+    }
+
+    /// Counts one readiness probe.
+    pub fn readiness_probe(&self, passed: bool) {
+        let result = if passed {
+            ProbeResult::Passed
+        } else {
+            ProbeResult::Failed
+        };
+        self.readiness_probes
+            .get_or_create(&ProbeLabel { result })
+            .inc();
     }
 
     /// Counts a refused message.

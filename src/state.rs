@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::position_reads::PositionReads;
+use crate::readiness::Readiness;
 use crate::resume::{CompletionThreshold, ResumeDecision, resume_position};
 use crate::session::{SessionRegistry, SessionSettings};
 use crate::store::{SavedPosition, SharedStore};
@@ -68,12 +69,14 @@ pub struct AppState {
     pub session_tasks: TaskTracker,
     /// Stamps every write with the time it was received.
     pub clock: SharedClock,
+    /// What `/readyz` answers, kept by the readiness prober.
+    pub readiness: Readiness,
 }
 
 impl AppState {
     /// Builds the state around an already-opened store.
     pub fn new(config: &Config, keys: AuthKeys, catalog: Catalog, store: SharedStore) -> Self {
-        let metrics = Arc::new(Metrics::new(store.commit_stats()));
+        let metrics = Arc::new(Metrics::for_store(store.as_ref()));
         let session_settings = SessionSettings {
             flush_interval: config.flush_interval(),
             provisional_confirm: Duration::from_millis(config.provisional_confirm_ms),
@@ -108,6 +111,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             session_tasks: TaskTracker::new(),
             clock: Arc::new(SystemClock),
+            readiness: Readiness::default(),
         }
     }
 

@@ -21,14 +21,14 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// 200 only when the store answers now; 503 otherwise.
+/// 200 while the store passes its background probes; 503 after a few
+/// consecutive failures, until one passes again (`crate::readiness` says why,
+/// and what an orchestrator does with it). Answers from memory, at once.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match state.store.check_health().await {
-        Ok(()) => (StatusCode::OK, "ready"),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
-        }
+    if state.readiness.is_ready() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! Everything that can refuse a session is checked *before* the upgrade, so the
 //! client gets an ordinary HTTP status and JSON body: token (401), movie (404),
-//! browser origin (403), per-user cap (429), process cap (503). Then the socket
+//! browser origin (403), per-user cap (429), process cap (503), and a store that
+//! does not answer while no live session on this node holds the title (503: the
+//! hello needs the resume point). Then the socket
 //! is configured with explicit, small buffers and handed to the session actor,
 //! tracked so that shutdown can wait for its final write.
 

@@ -10,6 +10,12 @@
 //! writes arrive in. Reads use redb's MVCC read transactions and never wait for the
 //! writer.
 //!
+//! Positions and tombstones expire like Cassandra's `USING TTL` cells: with a
+//! time to live ([`EmbeddedStore::with_expiry`]), an entry whose last write is
+//! older than it reads as absent (it stays in the file until overwritten; the
+//! embedded store serves one node, whose file grows with its titles, not with
+//! time).
+//!
 //! Ties (two writes with the same timestamp) resolve as Cassandra does: a delete
 //! wins over a write, and between two writes the larger position wins. A put
 //! learns whether it is the winner once its whole batch is applied, so a write
@@ -26,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use super::CommitStats;
 use super::{PositionStore, PositionWrite, PutOutcome, SavedPosition, StoreError, Stored};
+use crate::clock::{SharedClock, SystemClock};
 
 /// `(user_id, movie_id)` → `(position_ms, written_at_micros, is_tombstone)`.
 const POSITIONS: TableDefinition<(&str, &str), (u64, i64, bool)> =
@@ -72,6 +79,10 @@ pub struct EmbeddedStore {
     writer: Option<std::thread::JoinHandle<()>>,
     /// Group-commit counters.
     stats: Arc<CommitStats>,
+    /// Entries whose last write is older than this (µs) read as absent.
+    ttl_micros: Option<i64>,
+    /// Decides what has expired.
+    clock: SharedClock,
 }
 
 impl EmbeddedStore {
@@ -106,7 +117,26 @@ impl EmbeddedStore {
             jobs: Some(jobs),
             writer: Some(writer),
             stats,
+            ttl_micros: None,
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Lets entries expire `ttl` after their last write, by `clock` (`None`:
+    /// never).
+    pub fn with_expiry(mut self, ttl: Option<Duration>, clock: SharedClock) -> Self {
+        self.ttl_micros = ttl.map(|ttl| i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX));
+        self.clock = clock;
+        self
+    }
+
+    /// The entry as readers see it: `None` once it has expired.
+    fn visible(&self, movie_id: &str, cell: Cell) -> Option<Stored> {
+        let (_, at, _) = cell;
+        let expired = self
+            .ttl_micros
+            .is_some_and(|ttl| at.saturating_add(ttl) <= self.clock.now_micros());
+        (!expired).then(|| stored(movie_id, cell))
     }
 
     /// Group-commit counters.
@@ -160,7 +190,7 @@ impl PositionStore for EmbeddedStore {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(POSITIONS).map_err(backend)?;
             let found = table.get((user_id, movie_id)).map_err(backend)?;
-            Ok(found.map(|cell| stored(movie_id, cell.value())))
+            Ok(found.and_then(|cell| self.visible(movie_id, cell.value())))
         })
         .await
     }
@@ -176,7 +206,7 @@ impl PositionStore for EmbeddedStore {
                 if user != user_id {
                     break;
                 }
-                positions.push(stored(movie, cell.value()));
+                positions.extend(self.visible(movie, cell.value()));
             }
             Ok(positions)
         })

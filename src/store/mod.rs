@@ -148,6 +148,10 @@ pub trait PositionStore: Send + Sync + 'static {
     fn commit_stats(&self) -> Option<Arc<CommitStats>> {
         None
     }
+
+    /// Adds the backend's own metrics (the Cassandra store's operation
+    /// latencies, failures and driver counters) to the `/metrics` registry.
+    fn register_metrics(&self, _registry: &mut prometheus_client::registry::Registry) {}
 }
 
 /// Counters of a group-committing backend.

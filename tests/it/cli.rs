@@ -38,6 +38,11 @@ async fn invalid_configuration_fails_at_start_with_one_line_naming_the_knob() {
             "--completion-threshold",
         ),
         ("RESUME_JWT_SECRET", "too-short", "RESUME_JWT_SECRET"),
+        (
+            "RESUME_JWT_SECRET_FILE",
+            "/no/such/secret",
+            "--jwt-secret-file",
+        ),
         ("RESUME_FLUSH_INTERVAL_MS", "0", "--flush-interval-ms"),
         (
             "RESUME_JWT_PUBLIC_KEY",
@@ -85,10 +90,26 @@ async fn schema_apply_creates_the_table_and_the_server_needs_it() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("schema apply"));
+    // Without a replication map, outside development, `schema apply` refuses.
+    let output = tokio::process::Command::new(binary)
+        .args(["--cassandra-nodes", &nodes, "schema", "apply"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--cassandra-replication"), "{stderr}");
+    assert!(!node.has_table("resume", "playback_position"));
     // `schema apply`, twice: idempotent.
     for _ in 0..2 {
         let output = tokio::process::Command::new(binary)
-            .args(["--cassandra-nodes", &nodes, "schema", "apply"])
+            .args([
+                "--cassandra-nodes",
+                &nodes,
+                "--cassandra-development",
+                "schema",
+                "apply",
+            ])
             .output()
             .await
             .unwrap();
@@ -99,4 +120,69 @@ async fn schema_apply_creates_the_table_and_the_server_needs_it() {
         );
     }
     assert!(node.has_table("resume", "playback_position"));
+}
+
+#[tokio::test]
+async fn secrets_come_from_the_environment_or_files_never_from_flags() {
+    let binary = env!("CARGO_BIN_EXE_resume-server");
+    // `ps` shows flags: there are none for secrets, and --help says where they go.
+    for flag in ["--jwt-secret", "--cassandra-password"] {
+        let output = std::process::Command::new(binary)
+            .args([flag, crate::support::SECRET, "token", "--sub", "alice"])
+            .env_remove("RESUME_JWT_SECRET")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{flag} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("unexpected argument"), "{flag}: {stderr}");
+    }
+    let help = std::process::Command::new(binary)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for text in [
+        "--jwt-secret-file",
+        "RESUME_JWT_SECRET",
+        "--cassandra-password-file",
+        "RESUME_CASSANDRA_PASSWORD",
+        "--cassandra-tls",
+    ] {
+        assert!(help.contains(text), "--help lacks {text}:\n{help}");
+    }
+
+    // The token subcommand signs with a secret from a file as from the environment.
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("jwt-secret");
+    std::fs::write(&secret_file, format!("{}\n", crate::support::SECRET)).unwrap();
+    let output = std::process::Command::new(binary)
+        .arg("--jwt-secret-file")
+        .arg(&secret_file)
+        .args(["token", "--sub", "alice", "--ttl", "60"])
+        .env_remove("RESUME_JWT_SECRET")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let server = TestServer::start(&[]).await;
+    assert_eq!(server.status_with_token(&token).await, 200);
+
+    // Both at once is ambiguous, and refused naming both.
+    let output = std::process::Command::new(binary)
+        .arg("--jwt-secret-file")
+        .arg(&secret_file)
+        .args(["token", "--sub", "alice"])
+        .env("RESUME_JWT_SECRET", crate::support::SECRET)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--jwt-secret-file") && stderr.contains("RESUME_JWT_SECRET"),
+        "{stderr}"
+    );
 }

@@ -57,7 +57,15 @@ async fn a_failing_embedded_store_loses_nothing() {
         inner: EmbeddedStore::open(dir.path()).unwrap(),
         failing: AtomicBool::new(false),
     });
-    let config = test_config(dir.path(), &["--flush-interval-ms", "100"]);
+    let config = test_config(
+        dir.path(),
+        &[
+            "--flush-interval-ms",
+            "100",
+            "--readiness-probe-interval-ms",
+            "50",
+        ],
+    );
     let server = TestServer::start_with_store(config, store.clone()).await;
     let mut sessions = Vec::new();
     for i in 0..20 {
@@ -67,7 +75,11 @@ async fn a_failing_embedded_store_loses_nothing() {
         sessions.push(session);
     }
     store.failing.store(true, Ordering::SeqCst);
-    assert_eq!(server.ready_status().await, 503);
+    // Not ready once a few probes in a row have failed (`crate::readiness`).
+    wait_until("readyz reports the store down", || async {
+        server.ready_status().await == 503
+    })
+    .await;
     // Without a live session on the title the read path says so plainly,
     // without internals (with one, it answers from it: `positions::`).
     let response = server
@@ -88,7 +100,10 @@ async fn a_failing_embedded_store_loses_nothing() {
     .await;
     assert_eq!(server.metric("resume_live_sessions", "").await, 20.0);
     store.failing.store(false, Ordering::SeqCst);
-    assert_eq!(server.ready_status().await, 200);
+    wait_until("readyz recovers", || async {
+        server.ready_status().await == 200
+    })
+    .await;
     for (i, session) in sessions.iter_mut().enumerate() {
         session.expect_saved(500.0 + i as f64).await;
     }

@@ -1,7 +1,10 @@
 //! Integration tests: one binary, real servers on port 0.
 
 mod auth;
+mod cassandra_layout;
+mod cassandra_tls;
 mod cli;
+mod cluster;
 mod continue_watching;
 mod faulty_store;
 mod hostile;
@@ -11,6 +14,7 @@ mod positions;
 mod sessions;
 mod signals;
 mod store_cassandra;
+mod store_cassandra_resilience;
 mod store_embedded;
 mod store_suite;
 mod support;

@@ -86,9 +86,10 @@ async fn sample_failed_writes<F: Future>(
 
 /// A lower bound of the most writes the server had in flight at once: the most
 /// failed writes that finished within `window` of each other. When every
-/// failed write held its write slot for longer than `window` (here: each one
-/// waited out at least one request timeout), all of those held a slot at the
-/// same moment.
+/// failed write held its write slot for longer than `window` before it failed
+/// (here: its last attempt waited out a request timeout; writers wait for a
+/// slot long enough never to fail for want of one), all of those held a slot
+/// at the same moment.
 fn writes_in_flight_at_once(samples: &[FailedSample], window: Duration) -> f64 {
     let mut most: f64 = 0.0;
     let mut first = 0;
@@ -125,6 +126,13 @@ async fn outage_then_recovery(mode: NodeMode, max_writes_in_flight: usize) {
             &timeout_ms,
             "--cassandra-max-writes-in-flight",
             &cap,
+            // Writers queue for a slot rather than fail for want of one, so
+            // every failed write held a slot (see `writes_in_flight_at_once`);
+            // the slot deadline has its own test (`store_cassandra_resilience`).
+            "--cassandra-write-slot-timeout-ms",
+            "600000",
+            "--readiness-probe-interval-ms",
+            "100",
             "--tick-rate",
             "100",
         ])
@@ -295,4 +303,132 @@ async fn sessions_that_close_during_an_outage_land_their_position_afterwards() {
         server.metric("resume_live_sessions", "").await == 0.0
     })
     .await;
+}
+
+/// A server on the CQL test node that probes readiness every 100 ms and turns
+/// not ready after `READINESS_THRESHOLD` failed probes in a row.
+async fn server_probing_readiness(backend: &TestBackend) -> TestServer {
+    let threshold = READINESS_THRESHOLD.to_string();
+    backend
+        .start(&[
+            "--readiness-probe-interval-ms",
+            "100",
+            "--readiness-failure-threshold",
+            &threshold,
+            "--cassandra-request-timeout-ms",
+            "200",
+        ])
+        .await
+}
+
+/// Consecutive failed probes before `/readyz` says 503 in these tests.
+const READINESS_THRESHOLD: u32 = 3;
+
+/// Readiness probes so far with `result` (`passed` or `failed`), and whether the
+/// server was ready, from one scrape (the prober sets readiness before it
+/// counts a probe, so the two agree).
+async fn probes_and_readiness(server: &TestServer, result: &str) -> (f64, f64) {
+    let text = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let probes = crate::support::metric_value(
+        &text,
+        "resume_readiness_probes_total",
+        &format!("result=\"{result}\""),
+    );
+    (
+        probes,
+        crate::support::metric_value(&text, "resume_ready", ""),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blip_of_one_failed_probe_keeps_readyz_200() {
+    let backend = TestBackend::with_test_node().await;
+    let node = backend.node.as_ref().unwrap();
+    let server = server_probing_readiness(&backend).await;
+    wait_until("a probe passed", || async {
+        probes_and_readiness(&server, "passed").await.0 >= 1.0
+    })
+    .await;
+    assert_eq!(server.ready_status().await, 200);
+
+    // Exactly one request fails: the next probe's health query.
+    node.fail_next_queries(1);
+    wait_until("the probe failed", || async {
+        let (failed, ready) = probes_and_readiness(&server, "failed").await;
+        assert_eq!(ready, 1.0, "not ready after {failed} failed probe(s)");
+        failed == 1.0
+    })
+    .await;
+    assert_eq!(server.ready_status().await, 200, "one failed probe");
+    let (passed, _) = probes_and_readiness(&server, "passed").await;
+    wait_until("the next probe passed", || async {
+        let (now, ready) = probes_and_readiness(&server, "passed").await;
+        assert_eq!(ready, 1.0);
+        now > passed
+    })
+    .await;
+    assert_eq!(server.ready_status().await, 200);
+    assert_eq!(probes_and_readiness(&server, "failed").await.0, 1.0);
+    // The store's health checks are timed and counted on /metrics too.
+    assert!(
+        server
+            .metric(
+                "resume_cassandra_operation_failures_total",
+                "op=\"health\",kind=\"unavailable\""
+            )
+            .await
+            >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sustained_outage_turns_readyz_503_after_the_threshold_and_one_probe_restores_it() {
+    let backend = TestBackend::with_test_node().await;
+    let node = backend.node.as_ref().unwrap();
+    let server = server_probing_readiness(&backend).await;
+    assert_eq!(server.ready_status().await, 200);
+
+    let (failed_before, _) = probes_and_readiness(&server, "failed").await;
+    node.set_mode(NodeMode::Unresponsive);
+    wait_until("readyz reports the store down", || async {
+        let (failed, ready) = probes_and_readiness(&server, "failed").await;
+        let failures = failed - failed_before;
+        // Ready until the threshold of failures in a row, not ready from it on.
+        assert_eq!(
+            ready == 1.0,
+            failures < f64::from(READINESS_THRESHOLD),
+            "ready {ready} after {failures} failed probe(s)"
+        );
+        server.ready_status().await == 503
+    })
+    .await;
+    // Read after the 503: the count only grows, so it shows at least the
+    // failures that turned readiness.
+    let (failed, _) = probes_and_readiness(&server, "failed").await;
+    assert!(
+        failed - failed_before >= f64::from(READINESS_THRESHOLD),
+        "503 after {} failed probe(s)",
+        failed - failed_before
+    );
+
+    node.set_mode(NodeMode::Normal);
+    let (passed_before, _) = probes_and_readiness(&server, "passed").await;
+    wait_until("readyz recovers", || async {
+        server.ready_status().await == 200
+    })
+    .await;
+    let (passed, ready) = probes_and_readiness(&server, "passed").await;
+    assert_eq!(ready, 1.0);
+    assert!(
+        passed > passed_before,
+        "ready again only after a passing probe"
+    );
 }

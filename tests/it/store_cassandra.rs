@@ -47,6 +47,7 @@ fn settings(node: &str, keyspace: &str, extra: &[&str]) -> CassandraSettings {
         keyspace,
         "--cassandra-consistency",
         "one",
+        "--cassandra-development",
     ];
     args.extend_from_slice(extra);
     let config = Config::from_env_and_args(args).expect("flags parse");
@@ -83,15 +84,18 @@ async fn cassandra() -> Option<StoreFixture> {
             .expect("connects to the real node");
         return Some(StoreFixture {
             store: Arc::new(store),
+            advance_clock: None,
             _guard: Box::new(()),
         });
     }
-    let node = crate::support::node_with_schema().await;
+    let node = Arc::new(crate::support::node_with_schema().await);
     let store = CassandraStore::connect(&settings(&node.addr().to_string(), "resume", &[]))
         .await
         .expect("connects to the test node");
+    let clock = Arc::clone(&node);
     Some(StoreFixture {
         store: Arc::new(store),
+        advance_clock: Some(Box::new(move |by| clock.advance_clock(by))),
         _guard: Box::new(node),
     })
 }
@@ -421,7 +425,7 @@ async fn apply_schema_uses_the_configured_keyspace_and_replication() {
         7
     );
     assert!(
-        cassandra::schema_statements("custom_ks", &settings.replication)[0]
+        cassandra::schema_statements("custom_ks", settings.replication.as_deref().unwrap())[0]
             .contains("NetworkTopologyStrategy")
     );
 }

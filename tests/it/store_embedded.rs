@@ -2,15 +2,25 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use resume_server::clock::ManualClock;
 use resume_server::store::embedded::EmbeddedStore;
 
-use crate::store_suite::StoreFixture;
+use crate::store_suite::{StoreFixture, TTL};
 
 async fn embedded() -> Option<StoreFixture> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open(dir.path()).expect("opens");
+    // The suite's writes are stamped from T0 on; the clock starts there.
+    let clock = ManualClock::at(1_700_000_000_000_000);
+    let store = EmbeddedStore::open(dir.path())
+        .expect("opens")
+        .with_expiry(Some(TTL), clock.clone());
     Some(StoreFixture {
         store: Arc::new(store),
+        advance_clock: Some(Box::new(move |by: Duration| {
+            clock.advance(by.as_micros() as i64)
+        })),
         _guard: Box::new(dir),
     })
 }

@@ -5,6 +5,7 @@
 //! used (a temp dir, a CQL test node).
 
 use std::any::Any;
+use std::time::Duration;
 
 use resume_server::store::{PositionWrite, PutOutcome, SavedPosition, SharedStore, Stored};
 
@@ -12,9 +13,15 @@ use resume_server::store::{PositionWrite, PutOutcome, SavedPosition, SharedStore
 pub struct StoreFixture {
     /// The backend under test.
     pub store: SharedStore,
+    /// Moves the clock that decides expiry forward, where the test controls it
+    /// (not on a real Cassandra node).
+    pub advance_clock: Option<Box<dyn Fn(Duration) + Send + Sync>>,
     /// Dropped after the test: temp dirs, test nodes.
     pub _guard: Box<dyn Any + Send>,
 }
+
+/// The time to live the fixtures give their stores.
+pub const TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 fn write(user: &str, movie: &str, position_ms: u64, at: i64) -> PositionWrite {
     PositionWrite {
@@ -50,12 +57,14 @@ async fn listed(store: &SharedStore, user: &str) -> Vec<String> {
     movies
 }
 
-pub async fn missing_position_is_none(store: SharedStore) {
+pub async fn missing_position_is_none(fixture: &StoreFixture) {
+    let store = fixture.store.clone();
     assert_eq!(store.get("alice", "inception").await.unwrap(), None);
     assert!(store.list("alice").await.unwrap().is_empty());
 }
 
-pub async fn put_then_get_returns_it(store: SharedStore) {
+pub async fn put_then_get_returns_it(fixture: &StoreFixture) {
+    let store = fixture.store.clone();
     store
         .put(write("alice", "inception", 2_843_000, T0))
         .await
@@ -66,7 +75,8 @@ pub async fn put_then_get_returns_it(store: SharedStore) {
     assert_eq!(saved.updated_at_micros, T0);
 }
 
-pub async fn newer_write_replaces_older(store: SharedStore) {
+pub async fn newer_write_replaces_older(fixture: &StoreFixture) {
+    let store = fixture.store.clone();
     store
         .put(write("alice", "inception", 1_000, T0))
         .await
@@ -82,7 +92,8 @@ pub async fn newer_write_replaces_older(store: SharedStore) {
     );
 }
 
-pub async fn older_write_never_overwrites_newer(store: SharedStore) {
+pub async fn older_write_never_overwrites_newer(fixture: &StoreFixture) {
+    let store = fixture.store.clone();
     store
         .put(write("alice", "inception", 5_000, T0 + 10))
         .await
@@ -98,7 +109,8 @@ pub async fn older_write_never_overwrites_newer(store: SharedStore) {
     );
 }
 
-pub async fn users_never_see_each_other(store: SharedStore) {
+pub async fn users_never_see_each_other(fixture: &StoreFixture) {
+    let store = fixture.store.clone();
     store
         .put(write("alice", "inception", 1_000, T0))
         .await
@@ -129,7 +141,8 @@ pub async fn users_never_see_each_other(store: SharedStore) {
     assert!(store.list("bo").await.unwrap().is_empty());
 }
 
-pub async fn delete_hides_older_writes(store: SharedStore) {
+pub async fn delete_hides_older_writes(fixture: &StoreFixture) {
+    let store = fixture.store.clone();
     store
         .put(write("alice", "inception", 1_000, T0))
         .await
@@ -160,7 +173,8 @@ pub async fn delete_hides_older_writes(store: SharedStore) {
     );
 }
 
-pub async fn put_says_whether_it_won(store: SharedStore) {
+pub async fn put_says_whether_it_won(fixture: &StoreFixture) {
+    let store = fixture.store.clone();
     let put = |position_ms, at| store.put(write("alice", "inception", position_ms, at));
     assert_eq!(put(1_000, T0 + 10).await.unwrap(), PutOutcome::Applied);
     // Retried with the same timestamp: still the winner.
@@ -176,7 +190,8 @@ pub async fn put_says_whether_it_won(store: SharedStore) {
     assert_eq!(put(2_000, T0 + 11).await.unwrap(), PutOutcome::Applied);
 }
 
-pub async fn newer_write_after_delete_comes_back(store: SharedStore) {
+pub async fn newer_write_after_delete_comes_back(fixture: &StoreFixture) {
+    let store = fixture.store.clone();
     store
         .put(write("alice", "inception", 1_000, T0))
         .await
@@ -194,12 +209,14 @@ pub async fn newer_write_after_delete_comes_back(store: SharedStore) {
     assert_eq!(store.list("alice").await.unwrap().len(), 1);
 }
 
-pub async fn delete_of_missing_title_is_fine(store: SharedStore) {
+pub async fn delete_of_missing_title_is_fine(fixture: &StoreFixture) {
+    let store = fixture.store.clone();
     store.delete("alice", "never-watched", T0).await.unwrap();
     assert_eq!(position(&store, "alice", "never-watched").await, None);
 }
 
-pub async fn concurrent_writes_all_land(store: SharedStore) {
+pub async fn concurrent_writes_all_land(fixture: &StoreFixture) {
+    let store = fixture.store.clone();
     let mut tasks = Vec::new();
     for i in 0..200u64 {
         let store = store.clone();
@@ -223,7 +240,8 @@ pub async fn concurrent_writes_all_land(store: SharedStore) {
     assert_eq!(listed(&store, "user-3").await.len(), 10);
 }
 
-pub async fn unusual_ids_round_trip(store: SharedStore) {
+pub async fn unusual_ids_round_trip(fixture: &StoreFixture) {
+    let store = fixture.store.clone();
     let user = "ü:ser/with spaces\u{1F600}";
     let movie = "m\"o'v;ie--";
     store.put(write(user, movie, 42, T0)).await.unwrap();
@@ -231,7 +249,44 @@ pub async fn unusual_ids_round_trip(store: SharedStore) {
     assert_eq!(listed(&store, user).await, [movie]);
 }
 
-pub async fn health_check_passes(store: SharedStore) {
+pub async fn positions_expire_a_ttl_after_their_last_write(fixture: &StoreFixture) {
+    let store = fixture.store.clone();
+    let Some(advance) = &fixture.advance_clock else {
+        eprintln!("skipped: this backend's clock cannot be moved");
+        return;
+    };
+    let day = Duration::from_secs(24 * 3600);
+    let micros = |d: Duration| d.as_micros() as i64;
+    store
+        .put(write("alice", "inception", 1_000, T0))
+        .await
+        .unwrap();
+    store.put(write("alice", "clock", 2_000, T0)).await.unwrap();
+    store.delete("alice", "countdown", T0).await.unwrap();
+    advance(TTL - day);
+    assert_eq!(listed(&store, "alice").await, ["clock", "inception"]);
+    // Watching renews a title: a write a day before expiry starts the TTL again.
+    let renewed_at = T0 + micros(TTL - day);
+    store
+        .put(write("alice", "clock", 3_000, renewed_at))
+        .await
+        .unwrap();
+    advance(2 * day);
+    assert_eq!(position(&store, "alice", "inception").await, None);
+    assert_eq!(store.get("alice", "inception").await.unwrap(), None);
+    assert_eq!(
+        store.get("alice", "countdown").await.unwrap(),
+        None,
+        "tombstones expire too"
+    );
+    assert_eq!(listed(&store, "alice").await, ["clock"]);
+    assert_eq!(store.list("alice").await.unwrap().len(), 1);
+    advance(TTL);
+    assert!(store.list("alice").await.unwrap().is_empty());
+}
+
+pub async fn health_check_passes(fixture: &StoreFixture) {
+    let store = fixture.store.clone();
     store.check_health().await.unwrap();
 }
 
@@ -251,6 +306,7 @@ macro_rules! store_suite {
             delete_of_missing_title_is_fine,
             concurrent_writes_all_land,
             unusual_ids_round_trip,
+            positions_expire_a_ttl_after_their_last_write,
             health_check_passes,
         );
     };
@@ -260,7 +316,7 @@ macro_rules! store_suite {
             async fn $case() {
                 let Some(fixture) = $make.await else { return };
                 let fixture: $crate::store_suite::StoreFixture = fixture;
-                $crate::store_suite::$case(fixture.store.clone()).await;
+                $crate::store_suite::$case(&fixture).await;
             }
         )*
     };

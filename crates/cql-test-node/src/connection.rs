@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cassandra_protocol::compression::Compression;
@@ -30,11 +30,11 @@ use cassandra_protocol::query::QueryValues;
 use cassandra_protocol::query::query_params::QueryParams;
 use cassandra_protocol::types::value::Value as WireValue;
 use cassandra_protocol::types::{CBytes, CBytesShort};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use super::compression;
 use super::cql::{self, Statement};
 use super::engine::{CqlError, ErrorKind, Outcome, Plan, SchemaChange, Value};
 use super::{NodeMode, PreparedEntry, Shared, lock};
@@ -48,13 +48,26 @@ const RESPONSE_QUEUE: usize = 256;
 /// Header bytes of a v4 frame.
 const HEADER_BYTES: usize = 9;
 
-/// Serves one connection until the client closes it.
-pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
-    let (mut reader, mut writer) = stream.into_split();
+/// Serves one connection (plain TCP, or TLS after the handshake) until the
+/// client closes it.
+pub(super) async fn serve<S>(stream: S, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (answers, mut outbox) = mpsc::channel::<Vec<u8>>(RESPONSE_QUEUE);
     let mut tasks = JoinSet::new();
+    // Set when the client's STARTUP asks for LZ4: answers from then on (the
+    // READY included, as the protocol allows) go out compressed.
+    let lz4 = Arc::new(AtomicBool::new(false));
+    let compress = Arc::clone(&lz4);
     tasks.spawn(async move {
         while let Some(frame) = outbox.recv().await {
+            let frame = if compress.load(Ordering::SeqCst) {
+                compression::compress_frame(frame)
+            } else {
+                frame
+            };
             if writer.write_all(&frame).await.is_err() {
                 break;
             }
@@ -68,6 +81,14 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         loop {
             match next_envelope(&mut buffer) {
                 Ok(Some(envelope)) => {
+                    if envelope.flags.contains(Flags::COMPRESSION) {
+                        shared.compressed_frames.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if let Ok(RequestBody::Startup(startup)) = envelope.request_body()
+                        && compression::wants_lz4(&startup.map)
+                    {
+                        lz4.store(true, Ordering::SeqCst);
+                    }
                     let mode = *lock(&shared.mode);
                     if mode == NodeMode::Unresponsive {
                         if matches!(envelope.opcode, Opcode::Query | Opcode::Execute) {
@@ -83,7 +104,7 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
                         if let NodeMode::Slow(delay) = mode {
                             tokio::time::sleep(delay).await;
                         }
-                        let failing = mode == NodeMode::Failing;
+                        let failing = Fault::of(mode).or_else(|| injected_once(&shared, &envelope));
                         if let Some(frame) = answer(&shared, &keyspace, envelope, failing) {
                             let _ = answers.send(frame).await;
                         }
@@ -99,6 +120,40 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
             Ok(n) => buffer.extend_from_slice(&chunk[..n]),
         }
     }
+}
+
+/// An error the node answers a query with instead of running it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// [`NodeMode::Failing`]: a write timeout for writes, "unavailable" for
+    /// everything else.
+    Failing,
+    /// [`NodeMode::Overloaded`]: "overloaded" for every query.
+    Overloaded,
+}
+
+impl Fault {
+    /// The fault every query meets in `mode`.
+    fn of(mode: NodeMode) -> Option<Fault> {
+        match mode {
+            NodeMode::Failing => Some(Fault::Failing),
+            NodeMode::Overloaded => Some(Fault::Overloaded),
+            NodeMode::Normal | NodeMode::Unresponsive | NodeMode::Slow(_) => None,
+        }
+    }
+}
+
+/// [`Fault::Failing`] for a QUERY or EXECUTE while failures injected with
+/// `CqlTestNode::fail_next_queries` remain (taking one).
+fn injected_once(shared: &Shared, envelope: &Envelope) -> Option<Fault> {
+    if !matches!(envelope.opcode, Opcode::Query | Opcode::Execute) {
+        return None;
+    }
+    shared
+        .queries_to_fail
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .ok()
+        .map(|_| Fault::Failing)
 }
 
 /// Whether a request is an INSERT or DELETE (by its text or prepared id).
@@ -147,7 +202,8 @@ fn next_envelope(buffer: &mut Vec<u8>) -> Result<Option<Envelope>, ()> {
     if buffer.len() < HEADER_BYTES + body_len {
         return Ok(None);
     }
-    let parsed = Envelope::from_buffer(buffer, Compression::None).map_err(drop)?;
+    // Decompresses only frames flagged compressed (after an LZ4 STARTUP).
+    let parsed = Envelope::from_buffer(buffer, Compression::Lz4).map_err(drop)?;
     buffer.drain(..parsed.envelope_len);
     Ok(Some(parsed.envelope))
 }
@@ -157,7 +213,7 @@ fn answer(
     shared: &Shared,
     keyspace: &Mutex<Option<String>>,
     envelope: Envelope,
-    failing: bool,
+    failing: Option<Fault>,
 ) -> Option<Vec<u8>> {
     let stream = envelope.stream_id;
     if envelope.version != Version::V4 {
@@ -182,7 +238,10 @@ fn answer(
         RequestBody::Options(_) => {
             let mut data = HashMap::new();
             data.insert("CQL_VERSION".to_owned(), vec!["3.4.5".to_owned()]);
-            data.insert("COMPRESSION".to_owned(), Vec::new());
+            data.insert(
+                "COMPRESSION".to_owned(),
+                vec![cassandra_protocol::compression::LZ4.to_owned()],
+            );
             data.insert("PROTOCOL_VERSIONS".to_owned(), vec!["4/v4".to_owned()]);
             frame(
                 stream,
@@ -289,13 +348,13 @@ fn run(
     statement: &Statement,
     params: &QueryParams,
     keyspace: Option<String>,
-    failing: bool,
+    failing: Option<Fault>,
 ) -> Vec<u8> {
     if statement.is_write() {
         shared.write_requests.fetch_add(1, Ordering::SeqCst);
     }
-    if failing {
-        return injected_failure(stream, statement, params.consistency);
+    if let Some(fault) = failing {
+        return injected_failure(stream, statement, params.consistency, fault);
     }
     let values: Vec<Value> = match &params.values {
         None => Vec::new(),
@@ -325,7 +384,18 @@ fn run(
             columns,
             rows,
         }) => {
-            let metadata = rows_metadata(&keyspace, &table, &columns);
+            let mut metadata = rows_metadata(&keyspace, &table, &columns);
+            let rows = match page_of(rows, params) {
+                Ok((page, next)) => {
+                    shared.pages_served.fetch_add(1, Ordering::SeqCst);
+                    if let Some(next) = next {
+                        metadata.flags |= RowsMetadataFlags::HAS_MORE_PAGES;
+                        metadata.paging_state = Some(CBytes::new(next.to_be_bytes().to_vec()));
+                    }
+                    page
+                }
+                Err(message) => return error_frame(stream, ErrorType::Protocol, &message),
+            };
             let rows_content: Vec<Vec<CBytes>> = rows
                 .into_iter()
                 .map(|row| {
@@ -379,8 +449,19 @@ fn run(
     }
 }
 
-fn injected_failure(stream: StreamId, statement: &Statement, cl: Consistency) -> Vec<u8> {
-    if statement.is_write() {
+fn injected_failure(
+    stream: StreamId,
+    statement: &Statement,
+    cl: Consistency,
+    fault: Fault,
+) -> Vec<u8> {
+    if fault == Fault::Overloaded {
+        error_frame(
+            stream,
+            ErrorType::Overloaded,
+            "Too many in flight hints (injected by the test node)",
+        )
+    } else if statement.is_write() {
         error_frame(
             stream,
             ErrorType::WriteTimeout(WriteTimeoutError {
@@ -403,6 +484,31 @@ fn injected_failure(stream: StreamId, statement: &Statement, cl: Consistency) ->
             "Cannot achieve consistency level (injected by the test node)",
         )
     }
+}
+
+/// The page of `rows` a request asks for (its page size from its paging
+/// state, an offset this node wrote), and the offset of the next page if any.
+fn page_of(
+    rows: Vec<Vec<Value>>,
+    params: &QueryParams,
+) -> Result<(Vec<Vec<Value>>, Option<u64>), String> {
+    let Some(size) = params.page_size.filter(|s| *s > 0).map(|s| s as usize) else {
+        return Ok((rows, None));
+    };
+    let offset = match params.paging_state.as_ref().and_then(CBytes::as_slice) {
+        None | Some([]) => 0,
+        Some(state) => <[u8; 8]>::try_from(state)
+            .map(|bytes| u64::from_be_bytes(bytes) as usize)
+            .map_err(|_| "invalid paging state".to_owned())?,
+    };
+    let end = offset.saturating_add(size).min(rows.len());
+    let next = (end < rows.len()).then_some(end as u64);
+    let page = rows
+        .into_iter()
+        .skip(offset)
+        .take(end.saturating_sub(offset))
+        .collect();
+    Ok((page, next))
 }
 
 fn rows_metadata(

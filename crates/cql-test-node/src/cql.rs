@@ -24,6 +24,8 @@ pub enum Statement {
         columns: Vec<String>,
         values: Vec<Term>,
         timestamp: Option<Term>,
+        /// `USING TTL`: seconds the written cells live (0: forever).
+        ttl: Option<Term>,
     },
     Delete {
         table: TableName,
@@ -367,6 +369,29 @@ impl Parser {
         Ok(Filter { column, relation })
     }
 
+    /// `USING TIMESTAMP t [AND TTL s]`, in either order, each optional.
+    fn using_timestamp_and_ttl(&mut self) -> Result<(Option<Term>, Option<Term>), String> {
+        let (mut timestamp, mut ttl) = (None, None);
+        if !self.eat_keyword("using") {
+            return Ok((None, None));
+        }
+        loop {
+            if self.eat_keyword("timestamp") && timestamp.is_none() {
+                timestamp = Some(self.term()?);
+            } else if self.eat_keyword("ttl") && ttl.is_none() {
+                ttl = Some(self.term()?);
+            } else {
+                return Err(format!(
+                    "expected TIMESTAMP or TTL, found {:?}",
+                    self.peek()
+                ));
+            }
+            if !self.eat_keyword("and") {
+                return Ok((timestamp, ttl));
+            }
+        }
+    }
+
     fn using_timestamp(&mut self) -> Result<Option<Term>, String> {
         if !self.eat_keyword("using") {
             return Ok(None);
@@ -398,12 +423,13 @@ impl Parser {
                 values.len()
             ));
         }
-        let timestamp = self.using_timestamp()?;
+        let (timestamp, ttl) = self.using_timestamp_and_ttl()?;
         Ok(Statement::Insert {
             table,
             columns,
             values,
             timestamp,
+            ttl,
         })
     }
 
@@ -599,13 +625,14 @@ mod tests {
     fn parses_the_store_statements() {
         let insert = parse(
             "INSERT INTO resume.playback_position (user_id, movie_id, position_ms, updated_at_us, deleted) \
-             VALUES (?, ?, ?, ?, false) USING TIMESTAMP ?",
+             VALUES (?, ?, ?, ?, false) USING TIMESTAMP ? AND TTL ?",
         )
         .unwrap();
         let Statement::Insert {
             columns,
             values,
             timestamp,
+            ttl,
             ..
         } = insert
         else {
@@ -624,6 +651,16 @@ mod tests {
         assert_eq!(values[3], Term::Marker(3));
         assert_eq!(values[4], Term::Bool(false));
         assert_eq!(timestamp, Some(Term::Marker(4)));
+        assert_eq!(ttl, Some(Term::Marker(5)));
+        let Statement::Insert { timestamp, ttl, .. } =
+            parse("INSERT INTO ks.t (a) VALUES (?) USING TTL 60 AND TIMESTAMP ?").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (timestamp, ttl),
+            (Some(Term::Marker(1)), Some(Term::Number("60".into())))
+        );
 
         let tombstone = parse(
             "INSERT INTO ks.t (user_id, movie_id, position_ms, updated_at_us, deleted) \

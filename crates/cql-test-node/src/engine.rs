@@ -114,11 +114,13 @@ struct ColumnDef {
     kind: ColumnKind,
 }
 
-/// One cell: its value (`None` for a cell tombstone) and write timestamp.
+/// One cell: its value (`None` for a cell tombstone), write timestamp, and
+/// when it expires (node time, µs) if it was written with a TTL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Cell {
     value: Value,
     timestamp: i64,
+    expires_at: Option<i64>,
 }
 
 impl Cell {
@@ -133,6 +135,8 @@ impl Cell {
 struct Row {
     /// Timestamp of the row marker an INSERT writes (keeps a row alive without cells).
     marker: Option<i64>,
+    /// When the marker expires (node time, µs), if its INSERT had a TTL.
+    marker_expires_at: Option<i64>,
     /// Row tombstone: hides every cell and marker at or before it.
     deleted_at: Option<i64>,
     cells: HashMap<String, Cell>,
@@ -143,15 +147,21 @@ impl Row {
         self.deleted_at.is_some_and(|deleted| timestamp <= deleted)
     }
 
-    fn live_cell(&self, column: &str) -> Option<&Cell> {
-        self.cells
-            .get(column)
-            .filter(|cell| cell.value.is_some() && !self.hides(cell.timestamp))
+    /// A cell with a value, not deleted and not expired at `now`. An expired
+    /// cell still takes part in reconciliation with its timestamp, as Cassandra's
+    /// expired cells do (they turn into tombstones, not into nothing).
+    fn live_cell(&self, column: &str, now: i64) -> Option<&Cell> {
+        self.cells.get(column).filter(|cell| {
+            cell.value.is_some()
+                && !self.hides(cell.timestamp)
+                && cell.expires_at.is_none_or(|at| now < at)
+        })
     }
 
-    fn is_live(&self) -> bool {
-        self.marker.is_some_and(|m| !self.hides(m))
-            || self.cells.keys().any(|c| self.live_cell(c).is_some())
+    fn is_live(&self, now: i64) -> bool {
+        let marker_live = self.marker.is_some_and(|m| !self.hides(m))
+            && self.marker_expires_at.is_none_or(|at| now < at);
+        marker_live || self.cells.keys().any(|c| self.live_cell(c, now).is_some())
     }
 
     fn write_cell(&mut self, column: &str, cell: Cell) {
@@ -192,6 +202,11 @@ pub struct Engine {
     schema_version: u128,
     /// The address the node reports as its own (`rpc_address`).
     address: IpAddr,
+    /// Added to the wall clock for TTL expiry, so tests can move time on.
+    clock_offset_micros: i64,
+    /// Other nodes the node claims in `system.peers` (nothing answers there):
+    /// address, datacenter, rack.
+    peers: Vec<(IpAddr, String, String)>,
 }
 
 /// A statement resolved against the schema.
@@ -207,7 +222,27 @@ impl Engine {
             tables: BTreeMap::new(),
             schema_version: 1,
             address,
+            clock_offset_micros: 0,
+            peers: Vec::new(),
         }
+    }
+
+    /// Lists a peer in `system.peers`, so the driver sees another node (in
+    /// `datacenter`, `rack`); nothing needs to listen at `address`.
+    pub fn add_peer(&mut self, address: IpAddr, datacenter: &str, rack: &str) {
+        self.peers
+            .push((address, datacenter.to_owned(), rack.to_owned()));
+    }
+
+    /// The node's time for TTL expiry (µs since the epoch).
+    fn now(&self) -> i64 {
+        now_micros().saturating_add(self.clock_offset_micros)
+    }
+
+    /// Moves the node's expiry clock forward (tests of TTLs).
+    pub fn advance_clock(&mut self, by: std::time::Duration) {
+        let micros = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
+        self.clock_offset_micros = self.clock_offset_micros.saturating_add(micros);
     }
 
     /// The latest live value and write timestamp of `column` in the row
@@ -224,7 +259,7 @@ impl Engine {
             .iter()
             .filter(|((_, name), _)| name == table)
             .find_map(|(_, t)| t.rows.get(&key))
-            .and_then(|row| row.live_cell(column))
+            .and_then(|row| row.live_cell(column, self.now()))
             .and_then(|cell| Some((cell.value.clone()?, cell.timestamp)))
     }
 
@@ -314,6 +349,7 @@ impl Engine {
                 columns,
                 values,
                 timestamp,
+                ttl,
             } => {
                 let target = self.user_target(table, default_keyspace)?;
                 let defs = self.columns_of(&target);
@@ -330,6 +366,9 @@ impl Engine {
                     }
                 }
                 timestamp_variable(timestamp, &mut variables);
+                if let Some(Term::Marker(i)) = ttl {
+                    variables.push((*i, ("[ttl]".to_owned(), CqlType::Int)));
+                }
                 for key in defs.iter().filter(|c| c.kind != ColumnKind::Regular) {
                     if !columns.contains(&key.name) {
                         return Err(CqlError::invalid(format!(
@@ -436,7 +475,9 @@ impl Engine {
                 let target = self.resolve(table, default_keyspace)?;
                 let defs = self.columns_of(&target);
                 let all_rows = match &target {
-                    Target::User(ks, t) => live_rows(&self.tables[&(ks.clone(), t.clone())]),
+                    Target::User(ks, t) => {
+                        live_rows(&self.tables[&(ks.clone(), t.clone())], self.now())
+                    }
                     Target::System(ks, t) => self.system_rows(ks, t),
                 };
                 let mut rows = Vec::new();
@@ -462,10 +503,13 @@ impl Engine {
                 columns,
                 values: terms,
                 timestamp,
+                ttl,
                 ..
             } => {
                 let (ks, name) = plan.table.clone().unwrap_or_default();
                 let timestamp = write_timestamp(timestamp.as_ref(), values, client_timestamp)?;
+                let expires_at = write_ttl(ttl.as_ref(), values)?
+                    .map(|seconds| self.now().saturating_add(seconds * 1_000_000));
                 let table = self
                     .tables
                     .get_mut(&(ks, name))
@@ -487,10 +531,18 @@ impl Engine {
                     .map(|c| c.name.clone())
                     .collect();
                 let row = table.rows.entry(key).or_default();
-                row.marker = row.marker.max(Some(timestamp));
+                if row.marker.is_none_or(|m| timestamp >= m) {
+                    row.marker = Some(timestamp);
+                    row.marker_expires_at = expires_at;
+                }
                 for column in regular {
                     if let Some(value) = assigned.remove(&column) {
-                        row.write_cell(&column, Cell { value, timestamp });
+                        let cell = Cell {
+                            value,
+                            timestamp,
+                            expires_at,
+                        };
+                        row.write_cell(&column, cell);
                     }
                 }
                 Ok(Outcome::Void)
@@ -756,7 +808,26 @@ impl Engine {
                         .collect::<Vec<_>>()
                 })
                 .collect(),
-            // No peers, views or user types: one node, plain tables.
+            ("system", "peers") => self
+                .peers
+                .iter()
+                .enumerate()
+                .map(|(i, (address, datacenter, rack))| {
+                    let token = format!("{}", (i as i64 + 1) * (i64::MAX / 16));
+                    vec![
+                        Some(types::inet(*address)),
+                        Some(types::text(datacenter)),
+                        Some(types::uuid(HOST_ID + 1 + i as u128)),
+                        Some(types::inet(*address)),
+                        Some(types::text(rack)),
+                        Some(types::text(RELEASE_VERSION)),
+                        Some(types::inet(*address)),
+                        schema_version.clone(),
+                        Some(types::collection(&[types::text(&token)])),
+                    ]
+                })
+                .collect(),
+            // No views or user types: plain tables.
             _ => Vec::new(),
         }
     }
@@ -1018,6 +1089,27 @@ fn write_timestamp(
     }
 }
 
+/// The seconds of a `USING TTL`; `None` without one or for 0 (no expiry).
+fn write_ttl(term: Option<&Term>, values: &[Value]) -> Result<Option<i64>, CqlError> {
+    let Some(term) = term else { return Ok(None) };
+    let seconds = match term_value(term, "[ttl]", &CqlType::Int, values)?.flatten() {
+        Some(bytes) => {
+            let array: [u8; 4] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| CqlError::invalid("ttl must be an int"))?;
+            i32::from_be_bytes(array)
+        }
+        None => return Ok(None),
+    };
+    if !(0..=630_720_000).contains(&seconds) {
+        return Err(CqlError::invalid(format!(
+            "ttl is out of range (0 to 630720000 seconds): {seconds}"
+        )));
+    }
+    Ok((seconds > 0).then_some(i64::from(seconds)))
+}
+
 fn now_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1046,11 +1138,11 @@ fn row_key(table: &Table, value_of: impl Fn(&str) -> Value) -> Result<RowKey, Cq
 }
 
 /// Every live row of a user table, full width, in storage order.
-fn live_rows(table: &Table) -> Vec<Vec<Value>> {
+fn live_rows(table: &Table, now: i64) -> Vec<Vec<Value>> {
     table
         .rows
         .iter()
-        .filter(|(_, row)| row.is_live())
+        .filter(|(_, row)| row.is_live(now))
         .map(|((partition, clustering), row)| {
             let mut partition = partition.iter();
             let mut clustering = clustering.iter();
@@ -1060,9 +1152,9 @@ fn live_rows(table: &Table) -> Vec<Vec<Value>> {
                 .map(|c| match c.kind {
                     ColumnKind::PartitionKey => partition.next().cloned(),
                     ColumnKind::Clustering => clustering.next().cloned(),
-                    ColumnKind::Regular => {
-                        row.live_cell(&c.name).and_then(|cell| cell.value.clone())
-                    }
+                    ColumnKind::Regular => row
+                        .live_cell(&c.name, now)
+                        .and_then(|cell| cell.value.clone()),
                 })
                 .collect()
         })

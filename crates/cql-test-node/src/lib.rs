@@ -1,6 +1,7 @@
 //! A one-node Cassandra stand-in that speaks the native protocol (v4) over TCP,
-//! so the Cassandra store is tested through the real `scylla` driver: its
-//! handshake, metadata fetch, PREPARE/EXECUTE, routing, timeouts and errors.
+//! or only inside TLS ([`CqlTestNode::start_tls`]), so the Cassandra store is
+//! tested through the real `scylla` driver: its handshake, metadata fetch,
+//! PREPARE/EXECUTE, routing, timeouts and errors.
 //!
 //! Frames are encoded and decoded with the `cassandra-protocol` crate; this
 //! module adds what a server needs on top: the connection loop ([`connection`]),
@@ -13,14 +14,22 @@
 //! tests check what reached the "database", not only what the store says, and
 //! statements can be run on it directly ([`CqlTestNode::execute`]), as an
 //! operator would with cqlsh (an older table, the `ALTER TABLE` that migrates
-//! it). It is a test double, not a database: one node, no paging (every result
-//! is one page), no TTLs or batches, and of DDL only `CREATE KEYSPACE`,
-//! `CREATE TABLE` and `ALTER TABLE … ADD`.
+//! it). It pages results when asked (the paging state is an offset into the
+//! result) and expires `USING TTL` writes by its own clock, which tests can move
+//! on ([`CqlTestNode::advance_clock`]). It is a test double, not a database: one
+//! node, no batches, and of DDL only `CREATE KEYSPACE`, `CREATE TABLE` and
+//! `ALTER TABLE … ADD`.
 
+mod compression;
 mod connection;
 pub mod cql;
 mod engine;
+mod tls;
 pub mod types;
+
+/// The rustls of the node's TLS listener ([`CqlTestNode::start_tls`]), so
+/// tests build its configuration with the same version.
+pub use tokio_rustls::rustls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,6 +39,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 
 use engine::Engine;
 
@@ -46,6 +56,9 @@ pub enum NodeMode {
     /// Answers queries with errors: writes with a write timeout, everything
     /// else with "unavailable". Handshakes and PREPARE still work.
     Failing,
+    /// Answers every query with "overloaded", as a node shedding load does.
+    /// Handshakes and PREPARE still work.
+    Overloaded,
 }
 
 /// A statement the node has prepared, by id.
@@ -75,6 +88,13 @@ struct Shared {
     writes_in_flight: AtomicU64,
     /// The most INSERT/DELETE requests ever handled at once.
     peak_writes_in_flight: AtomicU64,
+    /// Result pages of rows answered (a paged read counts each page).
+    pages_served: AtomicU64,
+    /// QUERY/EXECUTE requests still to fail as in [`NodeMode::Failing`],
+    /// whatever the mode ([`CqlTestNode::fail_next_queries`]).
+    queries_to_fail: AtomicU64,
+    /// Request frames received with an LZ4-compressed body.
+    compressed_frames: AtomicU64,
 }
 
 /// Locks a mutex, ignoring poisoning: a panicking test task must not hide the
@@ -103,6 +123,12 @@ impl CqlTestNode {
 
     /// Starts an empty node listening on `addr`.
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<CqlTestNode> {
+        Self::listen(addr, None).await
+    }
+
+    /// Starts an empty node on `addr` that speaks CQL in plain TCP, or only
+    /// inside TLS with `tls`.
+    async fn listen(addr: SocketAddr, tls: Option<TlsAcceptor>) -> std::io::Result<CqlTestNode> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -114,8 +140,11 @@ impl CqlTestNode {
             swallowed_requests: AtomicU64::new(0),
             writes_in_flight: AtomicU64::new(0),
             peak_writes_in_flight: AtomicU64::new(0),
+            pages_served: AtomicU64::new(0),
+            queries_to_fail: AtomicU64::new(0),
+            compressed_frames: AtomicU64::new(0),
         });
-        let accept_loop = tokio::spawn(accept(listener, Arc::clone(&shared)));
+        let accept_loop = tokio::spawn(accept(listener, Arc::clone(&shared), tls));
         Ok(CqlTestNode {
             addr,
             shared,
@@ -137,9 +166,35 @@ impl CqlTestNode {
         self.addr
     }
 
+    /// Moves the node's clock for TTL expiry forward by `by` (write timestamps
+    /// are the client's and do not move).
+    pub fn advance_clock(&self, by: Duration) {
+        lock(&self.shared.engine).advance_clock(by);
+    }
+
+    /// Claims another node in `datacenter`/`rack` at `address` in
+    /// `system.peers` (for tests of datacenter settings; nothing answers there,
+    /// so pick an address where nothing listens, e.g. `127.0.0.2`).
+    pub fn add_peer(&self, address: std::net::IpAddr, datacenter: &str, rack: &str) {
+        lock(&self.shared.engine).add_peer(address, datacenter, rack);
+    }
+
     /// Changes how requests are treated from now on.
     pub fn set_mode(&self, mode: NodeMode) {
         *lock(&self.shared.mode) = mode;
+    }
+
+    /// Fails the next `count` QUERY/EXECUTE requests as [`NodeMode::Failing`]
+    /// would, then answers as the mode says: a blip of exactly that many
+    /// failed requests (the driver's own metadata queries count too).
+    pub fn fail_next_queries(&self, count: u64) {
+        self.shared.queries_to_fail.store(count, Ordering::SeqCst);
+    }
+
+    /// Request frames received with an LZ4-compressed body (clients compress
+    /// only after asking for LZ4 in their STARTUP).
+    pub fn compressed_frames_received(&self) -> u64 {
+        self.shared.compressed_frames.load(Ordering::SeqCst)
     }
 
     /// The live `position_ms` of `(user, movie)` in any keyspace's
@@ -192,6 +247,11 @@ impl CqlTestNode {
         self.shared.swallowed_requests.load(Ordering::SeqCst)
     }
 
+    /// Row results answered so far, counting each page of a paged read.
+    pub fn pages_served(&self) -> u64 {
+        self.shared.pages_served.load(Ordering::SeqCst)
+    }
+
     /// The most INSERT/DELETE requests the node has had in hand at once.
     pub fn peak_writes_in_flight(&self) -> u64 {
         self.shared.peak_writes_in_flight.load(Ordering::SeqCst)
@@ -205,14 +265,18 @@ impl Drop for CqlTestNode {
     }
 }
 
-async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection::serve(stream, Arc::clone(&shared)));
+                    let shared = Arc::clone(&shared);
+                    match &tls {
+                        None => connections.spawn(connection::serve(stream, shared)),
+                        Some(tls) => connections.spawn(tls::serve(tls.clone(), stream, shared)),
+                    };
                 }
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}

@@ -28,12 +28,14 @@ struct TestServer {
 impl TestServer {
     async fn start() -> Self {
         let data = tempfile::tempdir().expect("temp dir");
+        let secret_file = data.path().join("jwt-secret");
+        std::fs::write(&secret_file, SECRET).expect("write the secret file");
         let config = resume_server::config::Config::from_env_and_args([
             "resume-server",
             "--data-dir",
             data.path().to_str().expect("utf-8 path"),
-            "--jwt-secret",
-            SECRET,
+            "--jwt-secret-file",
+            secret_file.to_str().expect("utf-8 path"),
             "--flush-interval-ms",
             "200",
         ])
@@ -98,6 +100,9 @@ async fn sessions_storm_and_final_positions() {
         &addr,
         "--server-pid",
         &pid,
+        // The store runs in this process too: this only checks the plumbing.
+        "--store-pid",
+        &pid,
         "--viewers",
         "300",
         "--processes",
@@ -122,6 +127,17 @@ async fn sessions_storm_and_final_positions() {
     // Flushes every 200 ms in tests: every session has had writes acknowledged.
     assert!(report["acks"].as_u64().unwrap() >= 300, "{report:#}");
     assert!(report["window_ticks"].as_f64().unwrap() > 0.0, "{report:#}");
+    // The plateau's own acks and the server's write-latency histogram.
+    assert!(report["window_acks"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(report["write_p99_ms"].as_f64().unwrap() > 0.0, "{report:#}");
+    assert!(
+        report["writes_in_flight_mean"].as_f64().unwrap() > 0.0,
+        "{report:#}"
+    );
+    assert!(
+        report["store_node"]["rss_bytes"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
     assert_eq!(report["storm"]["expected"], 300, "{report:#}");
     assert_eq!(report["storm"]["reconnected"], 300, "{report:#}");
     assert_eq!(report["checked"], 300, "{report:#}");

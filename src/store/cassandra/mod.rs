@@ -27,9 +27,22 @@
 //!   RF > 1) the read may miss the write; seeing nothing newer, the put reports
 //!   `Applied`. The cost is one read per write, on the same replicas.
 //! * **Bounded requests in flight.** A semaphore
-//!   (`--cassandra-max-writes-in-flight`) caps concurrent puts and deletes,
-//!   retries and a put's read-back included, so a slow cluster makes writers
-//!   wait instead of piling up requests.
+//!   (`--cassandra-max-writes-in-flight`) caps the puts and deletes talking to
+//!   the cluster, a put's read-back included, so a slow cluster makes writers
+//!   wait instead of piling up requests. A writer lets its slot go while it
+//!   backs off between attempts, and waits for one at most
+//!   `--cassandra-write-slot-timeout-ms`, then fails as unavailable (its
+//!   session retries later).
+//! * **One retry layer per failure** ([`retry`]): the driver retries what its
+//!   default policy covers (overload, server errors, broken connections: on the
+//!   next node), the store only write timeouts and client-side timeouts, the
+//!   session everything else with its own backoff.
+//! * **Each request kind has its profile** ([`profiles`]): client timeouts
+//!   above the server's, read and write consistency, speculative execution for
+//!   the stream-start `get`, LZ4 frames.
+//! * **Observable.** Every operation is timed and its failures counted by kind,
+//!   next to the driver's own metrics ([`metrics`]); `check_health` needs a
+//!   connected node in the local datacenter ([`readiness`]) and an answer.
 //! * **Prepared, token-aware statements only.** Each statement binds the partition
 //!   key (`user_id`), so the driver sends it straight to a replica.
 //! * **The schema is checked, not guessed.** `connect` prepares every statement;
@@ -41,15 +54,20 @@
 //! This module knows nothing of HTTP or sessions; the schema text lives in
 //! `schema.cql` ([`schema`]) and the statement text in [`statements`].
 
+pub mod metrics;
+pub mod profiles;
+pub mod readiness;
 pub mod retry;
 pub mod schema;
 pub mod settings;
 pub mod statements;
+pub mod tls;
+pub mod topology;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use scylla::client::execution_profile::ExecutionProfile;
+use futures_util::StreamExt;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::{DbError, PrepareError, RequestAttemptError};
@@ -64,7 +82,9 @@ pub use settings::CassandraSettings;
 pub use statements::Statements;
 
 use super::{PositionStore, PositionWrite, PutOutcome, SavedPosition, StoreError, Stored};
-use retry::{backoff_delay, is_transient, store_error};
+use metrics::{Operation, OperationTimer, StoreMetrics};
+use profiles::Profiles;
+use retry::{FailureKind, backoff_delay, failure_kind, store_error, store_retries};
 
 /// The Cassandra-backed [`PositionStore`].
 pub struct CassandraStore {
@@ -72,8 +92,23 @@ pub struct CassandraStore {
     session: Session,
     /// The prepared data statements (see [`Statements`]).
     prepared: PreparedStatements,
-    /// One permit per put or delete in flight (retries and read-backs keep theirs).
+    /// `put`'s read-back: `select_one` with the plain read profile (no
+    /// speculative execution).
+    read_back: PreparedStatement,
+    /// One permit per put or delete talking to the cluster (a read-back keeps
+    /// its write's; a writer backing off between attempts lets its go).
     write_slots: Semaphore,
+    /// Longest a writer waits for a permit of `write_slots`.
+    write_slot_timeout: Duration,
+    /// Datacenter the driver sends requests to; `check_health` needs a
+    /// connected node there (any node when `None`).
+    local_dc: Option<String>,
+    /// Latency, failures and retries of each operation; the driver's metrics.
+    metrics: StoreMetrics,
+    /// `USING TTL` of every write, in seconds (0: rows never expire).
+    ttl_seconds: i32,
+    /// Why the keyspace's replication is risky, if it is (see [`topology`]).
+    replication_warning: Option<String>,
     /// Attempts per write, the first included; a put's read-back gets as many.
     write_attempts: u32,
     /// Backoff before the first retry.
@@ -88,7 +123,7 @@ struct PreparedStatements {
     insert: PreparedStatement,
     /// `delete`: timestamped upsert of a soft tombstone.
     delete: PreparedStatement,
-    /// `get`, and `put`'s read-back: one title of one viewer.
+    /// `get`: one title of one viewer (the stream-start profile).
     select_one: PreparedStatement,
     /// `list`: a viewer's partition.
     select_user: PreparedStatement,
@@ -117,14 +152,24 @@ impl CassandraStore {
 
     async fn connect_unbounded(settings: &CassandraSettings) -> Result<CassandraStore, StoreError> {
         let session = open_session(settings, Some(&settings.keyspace)).await?;
+        let replication_warning = topology::check(&session, settings)?;
         let text = Statements::for_keyspace(&settings.keyspace);
         let prepared = PreparedStatements {
             insert: prepare(&session, &text.insert, settings).await?,
             delete: prepare(&session, &text.delete, settings).await?,
             select_one: prepare(&session, &text.select_one, settings).await?,
-            select_user: prepare(&session, &text.select_user, settings).await?,
+            select_user: {
+                let mut statement = prepare(&session, &text.select_user, settings).await?;
+                statement.set_page_size(settings.page_size);
+                statement
+            },
             health: prepare(&session, &text.health, settings).await?,
         };
+        let profiles = Profiles::derive(
+            session.get_default_execution_profile_handle(),
+            &settings.requests,
+        );
+        let (prepared, read_back) = prepared.with_profiles(&profiles);
         for statement in [
             &prepared.insert,
             &prepared.delete,
@@ -142,60 +187,128 @@ impl CassandraStore {
         Ok(CassandraStore {
             session,
             prepared,
+            read_back,
             write_slots: Semaphore::new(settings.max_writes_in_flight),
+            write_slot_timeout: settings.requests.write_slot_timeout,
+            local_dc: settings.local_dc.clone(),
+            metrics: StoreMetrics::default(),
+            ttl_seconds: settings.position_ttl_seconds,
+            replication_warning,
             write_attempts: settings.write_attempts.max(1),
             retry_base_delay: settings.retry_base_delay,
             retry_max_delay: settings.retry_max_delay,
         })
     }
 
-    /// Waits for a free write slot; held for the whole put or delete.
-    async fn write_slot(&self) -> Result<SemaphorePermit<'_>, StoreError> {
-        self.write_slots
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Closed)
+    /// Why the keyspace's replication is risky (SimpleStrategy, or fewer than
+    /// three replicas), as found at connect; `None` when it is not.
+    pub fn replication_warning(&self) -> Option<&str> {
+        self.replication_warning.as_deref()
     }
 
-    /// Runs one idempotent statement, retrying transient failures with backoff
-    /// and the same values (hence, for a write, the same `USING TIMESTAMP`).
-    async fn run_with_retries(
+    /// Waits for a free write slot, at most `write_slot_timeout`: a writer that
+    /// finds every slot taken for that long fails as unavailable (its session
+    /// backs off and tries again) instead of queueing without bound.
+    async fn write_slot(
         &self,
+        timer: &OperationTimer<'_>,
+    ) -> Result<SemaphorePermit<'_>, StoreError> {
+        if let Ok(slot) = self.write_slots.try_acquire() {
+            return Ok(slot);
+        }
+        let _waiting = self.metrics.waiting_for_slot();
+        match tokio::time::timeout(self.write_slot_timeout, self.write_slots.acquire()).await {
+            Ok(Ok(slot)) => Ok(slot),
+            Ok(Err(_closed)) => Err(StoreError::Closed),
+            Err(_) => {
+                self.metrics.slot_timed_out();
+                timer.failed(FailureKind::Overloaded);
+                Err(StoreError::Unavailable(format!(
+                    "no Cassandra write slot free within {:?}: every one of them is busy",
+                    self.write_slot_timeout
+                )))
+            }
+        }
+    }
+
+    /// Runs one idempotent statement of a write with a write slot in `slot`
+    /// (taken first if empty), making another attempt with the same values
+    /// (hence, for a write, the same `USING TIMESTAMP`) after the failures the
+    /// store retries ([`store_retries`]). The slot is let go while it backs off,
+    /// so that a writer waiting out a timeout does not hold back the others.
+    async fn run_with_retries<'s>(
+        &'s self,
         what: &str,
+        timer: &OperationTimer<'_>,
+        slot: &mut Option<SemaphorePermit<'s>>,
         statement: &PreparedStatement,
         values: impl SerializeRow,
     ) -> Result<QueryResult, StoreError> {
         let mut retry = 0;
         loop {
+            if slot.is_none() {
+                *slot = Some(self.write_slot(timer).await?);
+            }
             match self.session.execute_unpaged(statement, &values).await {
                 Ok(result) => return Ok(result),
-                Err(error) if is_transient(&error) && retry + 1 < self.write_attempts => {
+                Err(error) if store_retries(&error) && retry + 1 < self.write_attempts => {
                     retry += 1;
+                    *slot = None;
+                    self.metrics.retried(timer.op());
                     let delay = backoff_delay(retry, self.retry_base_delay, self.retry_max_delay);
                     tracing::warn!(%error, retry, ?delay, "{what} failed; retrying with the same values");
                     tokio::time::sleep(delay).await;
                 }
-                Err(error) => return Err(store_error(what, &error)),
+                Err(error) => {
+                    timer.failed(failure_kind(&error));
+                    return Err(store_error(what, &error));
+                }
             }
         }
     }
 
+    /// Runs one read once: the driver's policy retries it where that helps.
     async fn read(
         &self,
         what: &str,
+        timer: &OperationTimer<'_>,
         statement: &PreparedStatement,
         values: impl SerializeRow,
     ) -> Result<QueryResult, StoreError> {
         self.session
             .execute_unpaged(statement, values)
             .await
-            .map_err(|error| store_error(what, &error))
+            .map_err(|error| {
+                timer.failed(failure_kind(&error));
+                store_error(what, &error)
+            })
+    }
+}
+
+impl PreparedStatements {
+    /// The statements with their execution profiles, and a copy of
+    /// `select_one` for a put's read-back, which must not speculate.
+    fn with_profiles(mut self, profiles: &Profiles) -> (Self, PreparedStatement) {
+        let mut read_back = self.select_one.clone();
+        read_back.set_execution_profile_handle(Some(profiles.read.clone()));
+        self.insert
+            .set_execution_profile_handle(Some(profiles.write.clone()));
+        self.delete
+            .set_execution_profile_handle(Some(profiles.write.clone()));
+        self.select_one
+            .set_execution_profile_handle(Some(profiles.stream_start.clone()));
+        self.select_user
+            .set_execution_profile_handle(Some(profiles.read.clone()));
+        self.health
+            .set_execution_profile_handle(Some(profiles.health.clone()));
+        (self, read_back)
     }
 }
 
 #[async_trait]
 impl PositionStore for CassandraStore {
     async fn put(&self, write: PositionWrite) -> Result<PutOutcome, StoreError> {
+        let timer = self.metrics.time(Operation::Put);
         let position_ms = i64::try_from(write.position_ms).map_err(|_| {
             StoreError::Backend(format!(
                 "position {} ms does not fit a bigint",
@@ -203,19 +316,30 @@ impl PositionStore for CassandraStore {
             ))
         })?;
         let at = write.written_at_micros;
-        let _slot = self.write_slot().await?;
-        let values = (&write.user_id, &write.movie_id, position_ms, at, at);
-        self.run_with_retries("put", &self.prepared.insert, values)
+        let mut slot = None;
+        let values = (
+            &write.user_id,
+            &write.movie_id,
+            position_ms,
+            at,
+            at,
+            self.ttl_seconds,
+        );
+        self.run_with_retries("put", &timer, &mut slot, &self.prepared.insert, values)
             .await?;
-        // The write landed; only the row can say whether it won (see the module docs).
+        // The write landed; only the row can say whether it won (see the module
+        // docs). The read-back keeps the write's slot: it is part of the write.
         let result = self
             .run_with_retries(
                 "put read-back",
-                &self.prepared.select_one,
+                &timer,
+                &mut slot,
+                &self.read_back,
                 (&write.user_id, &write.movie_id),
             )
             .await?;
         let stored = one_row(&write.movie_id, result)?;
+        timer.succeeded();
         Ok(put_outcome(&write, stored))
     }
 
@@ -225,47 +349,94 @@ impl PositionStore for CassandraStore {
         movie_id: &str,
         written_at_micros: i64,
     ) -> Result<(), StoreError> {
-        let _slot = self.write_slot().await?;
+        let timer = self.metrics.time(Operation::Delete);
+        let mut slot = None;
         self.run_with_retries(
             "delete",
+            &timer,
+            &mut slot,
             &self.prepared.delete,
-            (user_id, movie_id, written_at_micros, written_at_micros),
+            (
+                user_id,
+                movie_id,
+                written_at_micros,
+                written_at_micros,
+                self.ttl_seconds,
+            ),
         )
-        .await
-        .map(drop)
+        .await?;
+        timer.succeeded();
+        Ok(())
     }
 
     async fn get(&self, user_id: &str, movie_id: &str) -> Result<Option<Stored>, StoreError> {
+        let timer = self.metrics.time(Operation::Get);
         let result = self
-            .read("get", &self.prepared.select_one, (user_id, movie_id))
+            .read(
+                "get",
+                &timer,
+                &self.prepared.select_one,
+                (user_id, movie_id),
+            )
             .await?;
-        one_row(movie_id, result)
-    }
-
-    async fn list(&self, user_id: &str) -> Result<Vec<Stored>, StoreError> {
-        // Unpaged on purpose: a partition holds at most one row per catalog
-        // title, so one response stays small.
-        let result = self
-            .read("list", &self.prepared.select_user, (user_id,))
-            .await?;
-        let rows = result.into_rows_result().map_err(decode_error)?;
-        let mut stored = Vec::with_capacity(rows.rows_num());
-        for row in rows
-            .rows::<(String, Option<i64>, Option<i64>, Option<bool>)>()
-            .map_err(decode_error)?
-        {
-            let (movie_id, position_ms, updated_at, deleted) = row.map_err(decode_error)?;
-            stored.extend(stored_row(movie_id, position_ms, updated_at, deleted));
-        }
+        let stored = one_row(movie_id, result)?;
+        timer.succeeded();
         Ok(stored)
     }
 
+    async fn list(&self, user_id: &str) -> Result<Vec<Stored>, StoreError> {
+        // Paged (`--cassandra-page-size` rows per request): a viewer's partition
+        // holds every title they touched within the TTL, and a catalog can be
+        // large, so no single response has to carry all of it.
+        let timer = self.metrics.time(Operation::List);
+        let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("list: {e}"));
+        let pager = self
+            .session
+            .execute_iter(self.prepared.select_user.clone(), (user_id,))
+            .await
+            .inspect_err(|e| timer.failed(retry::pager_failure_kind(e)))
+            .map_err(|e| unavailable(&e))?;
+        let mut rows = pager
+            .rows_stream::<(String, Option<i64>, Option<i64>, Option<bool>)>()
+            .map_err(decode_error)?;
+        let mut stored = Vec::new();
+        while let Some(row) = rows.next().await {
+            let (movie_id, position_ms, updated_at, deleted) = row
+                .inspect_err(|e| timer.failed(retry::row_failure_kind(e)))
+                .map_err(|e| unavailable(&e))?;
+            stored.extend(stored_row(movie_id, position_ms, updated_at, deleted));
+        }
+        timer.succeeded();
+        Ok(stored)
+    }
+
+    /// Ready to serve: a node of the local datacenter (any node without one)
+    /// is connected, and the health query is answered in time.
     async fn check_health(&self) -> Result<(), StoreError> {
+        let timer = self.metrics.time(Operation::Health);
+        readiness::require_connected_node(&self.session, self.local_dc.as_deref())
+            .inspect_err(|_| timer.failed(FailureKind::Unavailable))?;
         self.session
             .execute_unpaged(&self.prepared.health, ())
             .await
-            .map(drop)
-            .map_err(|error| StoreError::Unavailable(format!("health check: {error}")))
+            .map_err(|error| {
+                timer.failed(failure_kind(&error));
+                StoreError::Unavailable(format!("health check: {error}"))
+            })?;
+        timer.succeeded();
+        Ok(())
+    }
+
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics.register(registry, self.session.get_metrics());
+        let unsafe_replication = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+        unsafe_replication.set(i64::from(self.replication_warning.is_some()));
+        registry.register(
+            "cassandra_replication_unsafe",
+            "1 when the keyspace uses SimpleStrategy or fewer than 3 replicas in the local \
+             datacenter (found at connect; the log says which)",
+            unsafe_replication,
+        );
     }
 }
 
@@ -384,16 +555,17 @@ async fn build_session(
     metadata_keyspace: Option<&str>,
 ) -> Result<Session, StoreError> {
     let mut policy = DefaultPolicy::builder().token_aware(true);
-    if let Some(dc) = &settings.local_dc {
-        policy = policy.prefer_datacenter(dc.clone());
+    match (&settings.local_dc, &settings.local_rack) {
+        (Some(dc), Some(rack)) => {
+            policy = policy.prefer_datacenter_and_rack(dc.clone(), rack.clone());
+        }
+        (Some(dc), None) => policy = policy.prefer_datacenter(dc.clone()),
+        _ => {}
     }
-    let profile = ExecutionProfile::builder()
-        .consistency(settings.consistency)
-        .request_timeout(Some(settings.request_timeout))
-        .load_balancing_policy(policy.build())
-        .build();
+    let profile = settings.requests.session_default(policy.build());
     let mut builder = SessionBuilder::new()
         .known_nodes(&settings.nodes)
+        .compression(settings.requests.compression)
         .default_execution_profile_handle(profile.into_handle())
         .fetch_schema_metadata(metadata_keyspace.is_some())
         .fetch_full_schema_metadata(false);
@@ -401,14 +573,15 @@ async fn build_session(
         builder = builder.keyspaces_to_fetch([keyspace]);
     }
     if let Some((user, password)) = &settings.credentials {
-        builder = builder.user(user, password);
+        builder = builder.user(user, password.expose());
     }
-    builder.build().await.map_err(|e| {
-        StoreError::Unavailable(format!(
-            "cannot connect to Cassandra at {}: {e}",
-            settings.nodes.join(",")
-        ))
-    })
+    if let Some(tls) = &settings.tls {
+        builder = builder.tls_context(Some(tls.client_config()));
+    }
+    builder
+        .build()
+        .await
+        .map_err(|e| tls::connect_error(settings, &e.to_string()))
 }
 
 /// Prepares one statement as idempotent; a statement the cluster rejects for

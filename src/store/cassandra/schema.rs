@@ -39,10 +39,21 @@ pub fn schema_statements(keyspace: &str, replication: &str) -> Vec<String> {
 
 /// Applies `schema.cql` to the cluster of `settings`: creates the keyspace (with
 /// `settings.replication`) and the table if they do not exist yet. Idempotent.
+///
+/// Without a replication map it refuses before connecting: outside an explicit
+/// development switch, a keyspace must not be created with one replica.
 pub async fn apply_schema(settings: &CassandraSettings) -> Result<(), StoreError> {
+    let replication = settings.replication.as_deref().ok_or_else(|| {
+        StoreError::Backend(
+            "creating the schema needs a replication map: set --cassandra-replication / \
+             RESUME_CASSANDRA_REPLICATION, e.g. \"{'class': 'NetworkTopologyStrategy', 'dc1': 3}\", \
+             or --cassandra-development for a one-node development cluster"
+                .to_owned(),
+        )
+    })?;
     // The keyspace may not exist yet, so no schema metadata is asked for.
     let session = open_session(settings, None).await?;
-    for statement in schema_statements(&settings.keyspace, &settings.replication) {
+    for statement in schema_statements(&settings.keyspace, replication) {
         run_ddl(&session, &statement, settings.schema_timeout).await?;
     }
     tracing::info!(keyspace = %settings.keyspace, "schema applied");

@@ -2,15 +2,21 @@
 //!
 //! Everything that can be wrong with a Cassandra setting is caught here, before
 //! any connection is opened, and reported as a [`ConfigError`] naming the flag
-//! and environment variable. This module does no I/O.
+//! and environment variable. This module does no I/O of its own; the TLS files
+//! are read here too, through [`super::tls`], so a bad one stops the start.
 
 use std::time::Duration;
 
 use scylla::statement::Consistency;
 
+use super::profiles::RequestSettings;
+use super::tls::CassandraTls;
 use crate::config::{Config, ConfigError};
+use crate::secret::Secret;
 
-/// Attempts one write gets (the first try included) before `put`/`delete` fail.
+/// Attempts one write gets (the first try included) before `put`/`delete` fail,
+/// counting only the failures the store retries: write timeouts and client-side
+/// timeouts (see `retry::store_retries`).
 ///
 /// The driver's default retry policy does not retry a plain write that timed
 /// out, because it cannot know whether the write landed. Ours can: every write
@@ -27,9 +33,14 @@ pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(1);
 /// How long `connect` may take to reach the cluster and prepare its statements.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Client-side limit on one schema statement of `apply_schema`, schema
-/// agreement included: DDL is much slower than a data request on a real cluster.
+/// Client-side limit on the request of one schema statement of `apply_schema`:
+/// DDL is much slower than a data request on a real cluster. The driver then
+/// waits for schema agreement separately, bounded by its own schema agreement
+/// timeout (60 s), before the next statement runs.
 pub const DEFAULT_SCHEMA_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The replication of a development keyspace: one replica, no topology.
+pub const DEVELOPMENT_REPLICATION: &str = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
 
 /// Longest a keyspace name may be (Cassandra's own limit).
 const MAX_KEYSPACE_LEN: usize = 48;
@@ -39,7 +50,6 @@ const CONSISTENCY_KNOB: &str = "--cassandra-consistency / RESUME_CASSANDRA_CONSI
 const NODES_KNOB: &str = "--cassandra-nodes / RESUME_CASSANDRA_NODES";
 const REPLICATION_KNOB: &str = "--cassandra-replication / RESUME_CASSANDRA_REPLICATION";
 const USER_KNOB: &str = "--cassandra-user / RESUME_CASSANDRA_USER";
-const TIMEOUT_KNOB: &str = "--cassandra-request-timeout-ms / RESUME_CASSANDRA_REQUEST_TIMEOUT_MS";
 const IN_FLIGHT_KNOB: &str =
     "--cassandra-max-writes-in-flight / RESUME_CASSANDRA_MAX_WRITES_IN_FLIGHT";
 
@@ -50,20 +60,30 @@ pub struct CassandraSettings {
     pub nodes: Vec<String>,
     /// Keyspace holding `playback_position`; a plain lower-case CQL identifier.
     pub keyspace: String,
-    /// Consistency of every read and write.
-    pub consistency: Consistency,
+    /// Consistency levels, timeouts, speculative execution, compression and
+    /// the write-slot wait ([`RequestSettings`], their own knobs).
+    pub requests: RequestSettings,
     /// Datacenter whose nodes are preferred; `None` treats all nodes alike.
     pub local_dc: Option<String>,
+    /// Rack within `local_dc` whose nodes are preferred.
+    pub local_rack: Option<String>,
     /// User and password for password authentication, if the cluster wants it.
-    pub credentials: Option<(String, String)>,
-    /// Client-side limit on each request (each attempt of a write, each page of a read).
-    pub request_timeout: Duration,
+    pub credentials: Option<(String, Secret)>,
+    /// TLS to every node (`--cassandra-tls`), its files already read; `None`: plain TCP.
+    pub tls: Option<CassandraTls>,
     /// Writes (puts and deletes) in flight at most, a put's read-back included;
-    /// further writers wait, so a slow cluster slows writers down instead of
-    /// growing memory.
+    /// further writers wait (at most `requests.write_slot_timeout`), so a slow
+    /// cluster slows writers down instead of growing memory.
     pub max_writes_in_flight: usize,
-    /// Replication map used when `apply_schema` creates the keyspace.
-    pub replication: String,
+    /// Replication map used when `apply_schema` creates the keyspace: the one
+    /// configured, or [`DEVELOPMENT_REPLICATION`] on a development cluster;
+    /// `None` makes `apply_schema` refuse.
+    pub replication: Option<String>,
+    /// Rows per page when a viewer's partition is read (`list`); at least 1.
+    pub page_size: i32,
+    /// `USING TTL` of every write in seconds (`--position-ttl-days`; 0: none).
+    /// Every write renews it, so only titles nobody touches for that long expire.
+    pub position_ttl_seconds: i32,
     /// Attempts per write, the first included, and as many for a put's
     /// read-back (see [`DEFAULT_WRITE_ATTEMPTS`]).
     pub write_attempts: u32,
@@ -90,36 +110,55 @@ impl CassandraSettings {
             return Err(ConfigError::new(NODES_KNOB, "no node given"));
         }
         let keyspace = validate_keyspace(&config.cassandra_keyspace)?;
-        let consistency = parse_consistency(&config.cassandra_consistency)?;
-        let replication = validate_replication(&config.cassandra_replication)?;
+        let requests = RequestSettings::from_config(config)?;
+        let replication = match &config.cassandra_replication {
+            Some(map) => Some(validate_replication(map)?),
+            None if config.cassandra_development => Some(DEVELOPMENT_REPLICATION.to_owned()),
+            None => None,
+        };
+        let local_rack = config
+            .cassandra_local_rack
+            .clone()
+            .filter(|rack| !rack.trim().is_empty());
+        if local_rack.is_some() && config.cassandra_local_dc.is_none() {
+            return Err(ConfigError::new(
+                "--cassandra-local-rack / RESUME_CASSANDRA_LOCAL_RACK",
+                "a rack is preferred within the local datacenter: set --cassandra-local-dc too",
+            ));
+        }
         let credentials = match (&config.cassandra_user, &config.cassandra_password) {
             (Some(user), Some(password)) => Some((user.clone(), password.clone())),
             (None, None) => None,
             _ => {
                 return Err(ConfigError::new(
                     USER_KNOB,
-                    "user and password (RESUME_CASSANDRA_PASSWORD) must be set together",
+                    "user and password (RESUME_CASSANDRA_PASSWORD or --cassandra-password-file) \
+                     must be set together",
                 ));
             }
         };
-        if config.cassandra_request_timeout_ms == 0 {
-            return Err(ConfigError::new(TIMEOUT_KNOB, "must be greater than 0"));
-        }
         if config.cassandra_max_writes_in_flight == 0 {
             return Err(ConfigError::new(IN_FLIGHT_KNOB, "must be greater than 0"));
         }
+        let tls = CassandraTls::from_config(config, &nodes)?;
         Ok(Self {
             nodes,
             keyspace,
-            consistency,
+            requests,
             local_dc: config
                 .cassandra_local_dc
                 .clone()
                 .filter(|dc| !dc.trim().is_empty()),
+            local_rack,
             credentials,
-            request_timeout: Duration::from_millis(config.cassandra_request_timeout_ms),
+            tls,
             max_writes_in_flight: config.cassandra_max_writes_in_flight,
             replication,
+            page_size: config.cassandra_page_size,
+            // At most 3650 days (config), well inside CQL's int and Cassandra's 20-year cap.
+            position_ttl_seconds: config
+                .position_ttl()
+                .map_or(0, |ttl| i32::try_from(ttl.as_secs()).unwrap_or(i32::MAX)),
             write_attempts: DEFAULT_WRITE_ATTEMPTS,
             retry_base_delay: DEFAULT_RETRY_BASE_DELAY,
             retry_max_delay: DEFAULT_RETRY_MAX_DELAY,
@@ -205,12 +244,36 @@ mod tests {
     }
 
     #[test]
+    fn replication_is_required_outside_development() {
+        let replication = |args: &[&str]| {
+            CassandraSettings::from_config(&config(args))
+                .expect("valid")
+                .replication
+        };
+        assert_eq!(replication(&[]), None);
+        assert_eq!(
+            replication(&["--cassandra-development"]).as_deref(),
+            Some(DEVELOPMENT_REPLICATION)
+        );
+        let nts = "{'class': 'NetworkTopologyStrategy', 'dc1': 3}";
+        assert_eq!(
+            replication(&["--cassandra-replication", nts, "--cassandra-development"]).as_deref(),
+            Some(nts)
+        );
+    }
+
+    #[test]
     fn defaults_give_working_settings() {
         let settings = CassandraSettings::from_config(&config(&[])).expect("valid");
         assert_eq!(settings.keyspace, "resume");
-        assert_eq!(settings.consistency, Consistency::LocalQuorum);
+        assert_eq!(settings.requests.read_consistency, Consistency::LocalQuorum);
+        assert_eq!(
+            settings.requests.write_consistency,
+            Consistency::LocalQuorum
+        );
         assert_eq!(settings.nodes, ["127.0.0.1:9042"]);
-        assert_eq!(settings.request_timeout, Duration::from_millis(2000));
+        assert_eq!(settings.requests.write_timeout, Duration::from_millis(3000));
+        assert_eq!(settings.requests.read_timeout, Duration::from_millis(6000));
         assert!(settings.credentials.is_none());
         assert!(settings.write_attempts >= 1);
     }
@@ -264,20 +327,24 @@ mod tests {
 
     #[test]
     fn credentials_and_local_dc_are_taken() {
-        let settings = CassandraSettings::from_config(&config(&[
+        let mut config = config(&[
             "--cassandra-user",
             "alice",
-            "--cassandra-password",
-            "secret",
             "--cassandra-local-dc",
             "dc1",
             "--cassandra-nodes",
             "10.0.0.1:9042, 10.0.0.2:9042",
-        ]))
-        .expect("valid");
+        ]);
+        config.cassandra_password = Some(Secret::new("hunter2"));
+        let settings = CassandraSettings::from_config(&config).expect("valid");
         assert_eq!(
             settings.credentials,
-            Some(("alice".into(), "secret".into()))
+            Some(("alice".into(), Secret::new("hunter2")))
+        );
+        let debug = format!("{settings:?}");
+        assert!(
+            !debug.contains("hunter2"),
+            "the password is printed: {debug}"
         );
         assert_eq!(settings.local_dc.as_deref(), Some("dc1"));
         assert_eq!(settings.nodes, ["10.0.0.1:9042", "10.0.0.2:9042"]);

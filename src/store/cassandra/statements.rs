@@ -17,10 +17,11 @@ pub const TABLE: &str = "playback_position";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statements {
     /// Upsert of one position (`deleted = false`); binds user_id, movie_id,
-    /// position_ms, updated_at_us, then the write timestamp.
+    /// position_ms, updated_at_us, then the write timestamp and the TTL in
+    /// seconds (0: none).
     pub insert: String,
     /// Upsert of a soft tombstone (`deleted = true`, position 0); binds user_id,
-    /// movie_id, updated_at_us, then the write timestamp.
+    /// movie_id, updated_at_us, then the write timestamp and the TTL.
     pub delete: String,
     /// One title of one viewer (what `get` and `put`'s read-back run); binds
     /// user_id, movie_id.
@@ -37,11 +38,11 @@ impl Statements {
         Self {
             insert: format!(
                 "INSERT INTO {keyspace}.{TABLE} (user_id, movie_id, position_ms, updated_at_us, deleted) \
-                 VALUES (?, ?, ?, ?, false) USING TIMESTAMP ?"
+                 VALUES (?, ?, ?, ?, false) USING TIMESTAMP ? AND TTL ?"
             ),
             delete: format!(
                 "INSERT INTO {keyspace}.{TABLE} (user_id, movie_id, position_ms, updated_at_us, deleted) \
-                 VALUES (?, ?, 0, ?, true) USING TIMESTAMP ?"
+                 VALUES (?, ?, 0, ?, true) USING TIMESTAMP ? AND TTL ?"
             ),
             select_one: format!(
                 "SELECT position_ms, updated_at_us, deleted FROM {keyspace}.{TABLE} \
@@ -77,8 +78,8 @@ mod tests {
             assert!(statement.contains("ks1.playback_position"), "{statement}");
             assert!(statement.contains("user_id"), "{statement}");
         }
-        assert!(statements.insert.ends_with("USING TIMESTAMP ?"));
-        assert!(statements.delete.ends_with("USING TIMESTAMP ?"));
+        assert!(statements.insert.ends_with("USING TIMESTAMP ? AND TTL ?"));
+        assert!(statements.delete.ends_with("USING TIMESTAMP ? AND TTL ?"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod cluster;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,8 +45,11 @@ pub struct TestServer {
     _data: Option<tempfile::TempDir>,
 }
 
-/// Default test config: secret set, loopback, fast flushes.
+/// Default test config: secret set (from a file in `data_dir`), loopback, fast flushes.
 pub fn test_config(data_dir: &Path, extra: &[&str]) -> Config {
+    let secret_file = data_dir.join("jwt-secret");
+    std::fs::write(&secret_file, SECRET).expect("write the secret file");
+    let secret_file = secret_file.to_str().expect("utf-8 path");
     let data_dir = data_dir.to_str().expect("utf-8 path");
     let mut args = vec![
         "resume-server",
@@ -53,8 +57,8 @@ pub fn test_config(data_dir: &Path, extra: &[&str]) -> Config {
         "127.0.0.1:0",
         "--data-dir",
         data_dir,
-        "--jwt-secret",
-        SECRET,
+        "--jwt-secret-file",
+        secret_file,
         "--flush-interval-ms",
         "200",
     ];
@@ -479,6 +483,7 @@ impl TestBackend {
                     "--cassandra-consistency",
                     "one",
                     "--init-schema",
+                    "--cassandra-development",
                 ];
                 (flags.iter().map(|f| f.to_string()).collect(), node)
             }

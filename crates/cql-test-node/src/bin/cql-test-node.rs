@@ -7,7 +7,7 @@
 //! process that dies takes the node along).
 //!
 //! The control endpoint switches fault modes while it runs:
-//! `PUT /mode` with a body of `normal`, `unresponsive`, `failing` or `slow <ms>`,
+//! `PUT /mode` with a body of `normal`, `unresponsive`, `failing`, `overloaded` or `slow <ms>`,
 //! and `GET /stats` for the node's request counters.
 
 use std::net::SocketAddr;
@@ -31,7 +31,7 @@ struct Cli {
     /// Address of the HTTP control endpoint (fault modes, counters).
     #[arg(long, default_value = "127.0.0.1:0")]
     control: SocketAddr,
-    /// Fault mode at start: normal, unresponsive, failing, or "slow <ms>".
+    /// Fault mode at start: normal, unresponsive, failing, overloaded, or "slow <ms>".
     #[arg(long, default_value = "normal", value_parser = parse_mode)]
     mode: NodeMode,
     /// Stop when standard input closes (for a parent process holding a pipe).
@@ -45,13 +45,16 @@ fn parse_mode(text: &str) -> Result<NodeMode, String> {
         "normal" => Ok(NodeMode::Normal),
         "unresponsive" => Ok(NodeMode::Unresponsive),
         "failing" => Ok(NodeMode::Failing),
+        "overloaded" => Ok(NodeMode::Overloaded),
         _ => text
             .strip_prefix("slow")
             .map(|ms| ms.trim_start_matches([' ', ':', '=']))
             .and_then(|ms| ms.parse::<u64>().ok())
             .map(|ms| NodeMode::Slow(Duration::from_millis(ms)))
             .ok_or_else(|| {
-                format!("unknown mode {text:?}: normal, unresponsive, failing or \"slow <ms>\"")
+                format!(
+                    "unknown mode {text:?}: normal, unresponsive, failing, overloaded or \"slow <ms>\""
+                )
             }),
     }
 }

@@ -24,6 +24,7 @@ use axum::routing::get;
 use clap::Parser;
 use resume_server::auth::{AuthKeys, AuthenticatedUser, SessionUser};
 use resume_server::config::Config;
+use resume_server::secret::Secret;
 use serde::Deserialize;
 
 /// Command line of `bare_sink`; the WebSocket knobs default to the server's.
@@ -142,13 +143,14 @@ async fn metrics(State(counters): State<Arc<Counters>>) -> String {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let config = match Config::from_env_and_args(["bare_sink", "--jwt-secret", &cli.jwt_secret]) {
+    let mut config = match Config::from_env_and_args(["bare_sink"]) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("bare_sink: {e}");
             return std::process::ExitCode::from(2);
         }
     };
+    config.jwt_secret = Some(Secret::new(cli.jwt_secret));
     let keys = match config
         .validate()
         .and_then(|()| AuthKeys::from_config(&config))
