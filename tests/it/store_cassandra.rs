@@ -75,7 +75,9 @@ fn real_node() -> Option<String> {
 async fn cassandra() -> Option<StoreFixture> {
     if let Some(addr) = real_node() {
         let keyspace = format!("resume_test_{:016x}", rand::random::<u64>());
-        let settings = settings(&addr, &keyspace, &[]);
+        let tls = crate::support::real_node_tls_flags();
+        let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+        let settings = settings(&addr, &keyspace, &tls);
         apply_schema(&settings)
             .await
             .expect("schema applies on the real node");

@@ -433,6 +433,29 @@ pub async fn node_with_schema() -> CqlTestNode {
     node
 }
 
+/// TLS flags for the real node of `RESUME_TEST_CASSANDRA`, when
+/// `RESUME_TEST_CASSANDRA_TLS_CA` names its CA bundle (and, optionally,
+/// `RESUME_TEST_CASSANDRA_TLS_SERVER_NAME` the name its certificate carries).
+pub fn real_node_tls_flags() -> Vec<String> {
+    let var = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v: &String| !v.trim().is_empty())
+    };
+    let Some(ca) = var("RESUME_TEST_CASSANDRA_TLS_CA") else {
+        return Vec::new();
+    };
+    let mut flags = vec![
+        "--cassandra-tls".to_owned(),
+        "--cassandra-tls-ca".to_owned(),
+        ca,
+    ];
+    if let Some(name) = var("RESUME_TEST_CASSANDRA_TLS_SERVER_NAME") {
+        flags.extend(["--cassandra-tls-server-name".to_owned(), name]);
+    }
+    flags
+}
+
 /// Which store a test server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
@@ -485,7 +508,11 @@ impl TestBackend {
                     "--init-schema",
                     "--cassandra-development",
                 ];
-                (flags.iter().map(|f| f.to_string()).collect(), node)
+                let mut flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+                if node.is_none() {
+                    flags.extend(real_node_tls_flags());
+                }
+                (flags, node)
             }
         };
         Self {
