@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Runs the six benchmark scenarios of docs/BENCHMARKS.md against a release build and prints one table.
+# Runs the seven benchmark scenarios of docs/BENCHMARKS.md against a release build and prints one table.
 #
 #   bench/run.sh                          # full run: 19,000 sessions, 60 s plateau, 2 runs
 #   SESSIONS=2000 DURATION=10 RUNS=1 bench/run.sh   # quick run
+#   SCENARIOS=7 RUNS=5 bench/run.sh       # only the Cassandra scenario, five times
 #
 # Everything listens on 127.0.0.1; every process this script starts is stopped by
-# pid. Reports land in $OUT (default target/bench-results/<timestamp>) as JSON, with the
-# servers' logs, and `loadgen table` turns them into the table.
+# pid, on error and interrupt too. Reports land in $OUT (default
+# target/bench-results/<timestamp>) as JSON, with the servers' logs, and
+# `loadgen table` turns them into the table.
 set -euo pipefail
 
 SESSIONS=${SESSIONS:-19000}     # concurrent sessions / viewers per scenario
 DURATION=${DURATION:-60}        # plateau seconds of scenarios 1-3
 RUNS=${RUNS:-2}                 # repetitions; the table shows medians
+# Which blocks run: 1 (with the storm, 5), 2, 3 (with 4's lookups on the server), 4 (the
+# constant-body lookups), 6, 7.
+SCENARIOS=${SCENARIOS:-1 2 3 4 6 7}
 PROCESSES=${PROCESSES:-4}       # loadgen processes (each may hold < 20,000 sockets)
 CONNECT_RATE=${CONNECT_RATE:-50000} # upgrades/s asked for; the server sets the pace
 MAX_CONNECTING=${MAX_CONNECTING:-512}  # upgrades in flight; well below the listen backlog (4096)
@@ -21,21 +26,43 @@ STORE_SECONDS=${STORE_SECONDS:-10}
 SERVER_PORT=${SERVER_PORT:-18080}
 SINK_PORT=${SINK_PORT:-18081}
 SECRET=${SECRET:-bench-secret-bench-secret-bench-secret-0123}
+# Scenario 7 runs scenario 1's load at this size three times: with no store writes, with the
+# embedded store, and with the Cassandra store against the CQL test node. Not $SESSIONS: the
+# test node scans its whole table on every read, so it falls behind beyond ~1,000 sessions
+# here (docs/BENCHMARKS.md).
+CASSANDRA_SESSIONS=${CASSANDRA_SESSIONS:-1000}
+# The test node is one node and ignores both; these are the production shape.
+CASSANDRA_CONSISTENCY=${CASSANDRA_CONSISTENCY:-local_quorum}
+CASSANDRA_REPLICATION=${CASSANDRA_REPLICATION:-"{'class': 'NetworkTopologyStrategy', 'datacenter1': 3}"}
 
 cd "$(dirname "$0")/.."
 OUT=${OUT:-target/bench-results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 SERVER_PID=""
-trap 'stop_target; rm -rf "$WORK"' EXIT
+NODE_PID=""
+trap 'stop_target; stop_node; rm -rf "$WORK"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # One process may hold at most 20,000 open files here; the server needs one per session.
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-cargo build --release -p resume-server -p loadgen >&2
+cargo build --release -p resume-server -p loadgen -p cql-test-node >&2
+# The machine is shared: the table names the load before and after, and the code that ran.
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+COMMIT=$(git rev-parse --short=7 HEAD 2>/dev/null || echo "unknown (not a git checkout)")
+CHANGED=$(git status --porcelain 2>/dev/null | awk '{print $NF}' | tr '\n' ' ')
 BIN=target/release
 LOADGEN=$BIN/loadgen
 export RESUME_JWT_SECRET=$SECRET
+
+refuse_busy_port() { # another listener would be measured instead of ours
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+        echo "something already listens on 127.0.0.1:$1; set SERVER_PORT / SINK_PORT" >&2
+        exit 1
+    fi
+}
 
 wait_for_port() {
     local port=$1 deadline=$((SECONDS + 30))
@@ -46,16 +73,49 @@ wait_for_port() {
     done
 }
 
-start_server() { # $1: log name
-    local data="$WORK/data-$1"
-    RESUME_LISTEN=127.0.0.1:$SERVER_PORT RESUME_DATA_DIR=$data RESUME_MAX_SESSIONS=$SESSIONS \
-        RESUME_MAX_CONNECTIONS=$((SESSIONS + 256)) \
-        "$BIN/resume-server" 2>"$OUT/$1.log" &
+start_server() { # $1: log name; further arguments: VAR=value settings for the server
+    local data="$WORK/data-$1" log=$1
+    shift
+    refuse_busy_port "$SERVER_PORT"
+    env RESUME_LISTEN=127.0.0.1:$SERVER_PORT RESUME_DATA_DIR="$data" RESUME_MAX_SESSIONS=$SESSIONS \
+        RESUME_MAX_CONNECTIONS=$((SESSIONS + 256)) "$@" \
+        "$BIN/resume-server" 2>"$OUT/$log.log" &
     SERVER_PID=$!
     wait_for_port "$SERVER_PORT"
 }
 
+# The CQL test node on free ports; sets NODE_PID, NODE_CQL and NODE_CONTROL.
+start_node() { # $1: log name
+    # A new file each time: the shell truncates it only once the node's process has forked.
+    local ports="$WORK/ports-$1" deadline=$((SECONDS + 30))
+    "$BIN/cql-test-node" --listen 127.0.0.1:0 --control 127.0.0.1:0 >"$ports" 2>"$OUT/$1.log" &
+    NODE_PID=$!
+    until grep -qs '"control"' "$ports"; do
+        if ((SECONDS > deadline)) || ! kill -0 "$NODE_PID" 2>/dev/null; then
+            echo "the CQL test node did not start; see $OUT/$1.log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    # One line: {"cql":"127.0.0.1:<port>","control":"127.0.0.1:<port>"}
+    NODE_CQL=$(sed -n 's/.*"cql":"\([^"]*\)".*/\1/p' "$ports")
+    NODE_CONTROL=$(sed -n 's/.*"control":"\([^"]*\)".*/\1/p' "$ports")
+    if [[ -z "$NODE_CQL" || -z "$NODE_CONTROL" ]]; then
+        echo "unexpected first line from the CQL test node: $(head -c 200 "$ports")" >&2
+        exit 1
+    fi
+}
+
+stop_node() {
+    if [[ -n "$NODE_PID" ]]; then
+        kill -TERM "$NODE_PID" 2>/dev/null || true
+        wait "$NODE_PID" 2>/dev/null || true
+        NODE_PID=""
+    fi
+}
+
 start_sink() { # $1: log name
+    refuse_busy_port "$SINK_PORT"
     "$BIN/bare_sink" --listen "127.0.0.1:$SINK_PORT" 2>"$OUT/$1.log" &
     SERVER_PID=$!
     wait_for_port "$SINK_PORT"
@@ -69,49 +129,91 @@ stop_target() {
     fi
 }
 
+wants() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+
 crowd=(--viewers "$SESSIONS" --duration "$DURATION" --processes "$PROCESSES" --connect-rate "$CONNECT_RATE" --max-connecting "$MAX_CONNECTING")
+small_crowd=(--viewers "$CASSANDRA_SESSIONS" --duration "$DURATION" --processes "$PROCESSES" --connect-rate "$CONNECT_RATE" --max-connecting "$MAX_CONNECTING")
+small_server=(RESUME_MAX_SESSIONS="$CASSANDRA_SESSIONS" RESUME_MAX_CONNECTIONS=$((CASSANDRA_SESSIONS + 256)))
 
 for run in $(seq 1 "$RUNS"); do
     echo "== run $run of $RUNS" >&2
 
-    echo "-- 1 + 5: $SESSIONS sessions on the server, then a reconnect storm" >&2
-    start_server "server-sessions-$run"
-    $LOADGEN sessions --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${crowd[@]}" \
-        --storm --out "$OUT/sessions-server-$run.json"
-    stop_target
+    if wants 1; then
+        echo "-- 1 + 5: $SESSIONS sessions on the server, then a reconnect storm" >&2
+        start_server "server-sessions-$run"
+        $LOADGEN sessions --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${crowd[@]}" \
+            --storm --out "$OUT/sessions-server-$run.json"
+        stop_target
+    fi
 
-    echo "-- 2: the same sessions on the bare sink" >&2
-    start_sink "sink-sessions-$run"
-    $LOADGEN sessions --addr 127.0.0.1:$SINK_PORT --server-pid "$SERVER_PID" "${crowd[@]}" \
-        --target bare-sink --check-every 0 --out "$OUT/sessions-bare-$run.json"
-    stop_target
+    if wants 2; then
+        echo "-- 2: the same sessions on the bare sink" >&2
+        start_sink "sink-sessions-$run"
+        $LOADGEN sessions --addr 127.0.0.1:$SINK_PORT --server-pid "$SERVER_PID" "${crowd[@]}" \
+            --target bare-sink --check-every 0 --out "$OUT/sessions-bare-$run.json"
+        stop_target
+    fi
 
-    echo "-- 3 + 4: $SESSIONS viewers posting progress every 4 s, then lookups" >&2
-    start_server "server-http-$run"
-    $LOADGEN http --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${crowd[@]}" \
-        --interval-ms 4000 --out "$OUT/http-server-$run.json"
-    $LOADGEN lookup --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" \
-        --concurrency "$LOOKUP_CONCURRENCY" --duration "$LOOKUP_SECONDS" --users "$SESSIONS" \
-        --out "$OUT/lookup-server-$run.json"
-    stop_target
+    if wants 3; then
+        echo "-- 3 + 4: $SESSIONS viewers posting progress every 4 s, then lookups" >&2
+        start_server "server-http-$run"
+        $LOADGEN http --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${crowd[@]}" \
+            --interval-ms 4000 --out "$OUT/http-server-$run.json"
+        $LOADGEN lookup --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" \
+            --concurrency "$LOOKUP_CONCURRENCY" --duration "$LOOKUP_SECONDS" --users "$SESSIONS" \
+            --out "$OUT/lookup-server-$run.json"
+        stop_target
+    fi
 
-    echo "-- 4: lookups against the constant-body handler" >&2
-    start_sink "sink-lookup-$run"
-    $LOADGEN lookup --addr 127.0.0.1:$SINK_PORT --server-pid "$SERVER_PID" \
-        --concurrency "$LOOKUP_CONCURRENCY" --duration "$LOOKUP_SECONDS" --users "$SESSIONS" \
-        --target bare-sink --out "$OUT/lookup-bare-$run.json"
-    stop_target
+    if wants 4; then
+        echo "-- 4: lookups against the constant-body handler" >&2
+        start_sink "sink-lookup-$run"
+        $LOADGEN lookup --addr 127.0.0.1:$SINK_PORT --server-pid "$SERVER_PID" \
+            --concurrency "$LOOKUP_CONCURRENCY" --duration "$LOOKUP_SECONDS" --users "$SESSIONS" \
+            --target bare-sink --out "$OUT/lookup-bare-$run.json"
+        stop_target
+    fi
 
-    echo "-- 6: the embedded store alone" >&2
-    $LOADGEN store --data-dir "$WORK/store-max-$run" --writers 1024 --duration "$STORE_SECONDS" \
-        --out "$OUT/store-max-$run.json"
-    $LOADGEN store --data-dir "$WORK/store-paced-$run" --writers "$SESSIONS" \
-        --rate "$((SESSIONS / 4))" --duration "$STORE_SECONDS" --out "$OUT/store-paced-$run.json"
+    if wants 6; then
+        echo "-- 6: the embedded store alone" >&2
+        $LOADGEN store --data-dir "$WORK/store-max-$run" --writers 1024 --duration "$STORE_SECONDS" \
+            --out "$OUT/store-max-$run.json"
+        $LOADGEN store --data-dir "$WORK/store-paced-$run" --writers "$SESSIONS" \
+            --rate "$((SESSIONS / 4))" --duration "$STORE_SECONDS" --out "$OUT/store-paced-$run.json"
+    fi
+
+    if wants 7; then
+        echo "-- 7: $CASSANDRA_SESSIONS sessions with no store writes, the embedded store, Cassandra (the CQL test node)" >&2
+        # The session path alone: a flush interval longer than the run, so nothing is written
+        # until the sessions close.
+        start_server "server-nowrites-$run" "${small_server[@]}" RESUME_FLUSH_INTERVAL_MS=600000
+        $LOADGEN sessions --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${small_crowd[@]}" \
+            --target nowrites --out "$OUT/sessions-nowrites-$run.json"
+        stop_target
+        start_server "server-embedded-$run" "${small_server[@]}"
+        $LOADGEN sessions --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${small_crowd[@]}" \
+            --target embedded --out "$OUT/sessions-embedded-$run.json"
+        stop_target
+        start_node "cql-node-$run"
+        start_server "server-cassandra-$run" "${small_server[@]}" RESUME_STORE=cassandra \
+            RESUME_CASSANDRA_NODES="$NODE_CQL" RESUME_INIT_SCHEMA=true RESUME_CASSANDRA_DEVELOPMENT=true \
+            RESUME_CASSANDRA_REPLICATION="$CASSANDRA_REPLICATION" \
+            RESUME_CASSANDRA_CONSISTENCY="$CASSANDRA_CONSISTENCY"
+        # Only the server's CPU and RSS are billed; the node's are reported apart.
+        $LOADGEN sessions --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${small_crowd[@]}" \
+            --store-pid "$NODE_PID" --store-control "$NODE_CONTROL" \
+            --target cassandra --out "$OUT/sessions-cassandra-$run.json"
+        stop_target # first, so that its last writes still reach the node
+        stop_node
+    fi
 done
 
 {
     echo "Machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, kernel $(uname -r)"
-    echo "SESSIONS=$SESSIONS DURATION=$DURATION RUNS=$RUNS PROCESSES=$PROCESSES reports in $OUT"
+    echo "Load average (1/5/15 min) before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "Commit: $COMMIT${CHANGED:+ with uncommitted changes to: $CHANGED}"
+    echo "SCENARIOS=\"$SCENARIOS\" SESSIONS=$SESSIONS DURATION=$DURATION RUNS=$RUNS PROCESSES=$PROCESSES" \
+        "CASSANDRA_SESSIONS=$CASSANDRA_SESSIONS CASSANDRA_CONSISTENCY=$CASSANDRA_CONSISTENCY reports in $OUT"
     echo
     $LOADGEN table --dir "$OUT"
 } | tee "$OUT/table.md"

@@ -16,6 +16,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{WebSocketStream, tungstenite};
 
+use crate::hist::ServerHistogram;
+
 /// Why a request or session failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -202,7 +204,7 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
 }
 
 /// The counters the coordinator reads from the server.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ServerCounters {
     /// Ticks the server accepted.
     pub ticks: f64,
@@ -210,6 +212,8 @@ pub struct ServerCounters {
     pub writes: f64,
     /// Sessions open now.
     pub live_sessions: f64,
+    /// Latency of every store write so far (`resume_store_write_seconds`).
+    pub write_seconds: ServerHistogram,
 }
 
 impl ServerCounters {
@@ -221,6 +225,7 @@ impl ServerCounters {
             writes: metric_sum(&text, "resume_store_writes_total")
                 + metric_sum(&text, "resume_http_progress_writes_total"),
             live_sessions: metric_sum(&text, "resume_live_sessions"),
+            write_seconds: ServerHistogram::parse(&text, "resume_store_write_seconds"),
         })
     }
 }

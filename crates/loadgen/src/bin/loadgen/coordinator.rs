@@ -3,7 +3,9 @@
 //! connect, plateau, storm, stop, check — and samples the server between them.
 //!
 //! Server figures come from the server itself, never from client-side guesses:
-//! CPU seconds and RSS from `/proc/<pid>`, ticks and writes from its `/metrics`.
+//! CPU seconds and RSS from `/proc/<pid>`, ticks, writes and write latency from
+//! its `/metrics`. A store in its own process (`--store-pid`,
+//! `--store-control`) is sampled over the same window and reported apart.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -18,6 +20,7 @@ use crate::client::ServerCounters;
 use crate::hist::Histogram;
 use crate::procfs::{self, ProcSample};
 use crate::shard::{Command, Event, ShardPlan, ShardStats, StormStats, run_shard};
+use crate::store_node::{self, StoreNode, StoreNodeReport};
 
 /// How long every shard together may take to connect, beyond the paced time.
 const CONNECT_SLACK: Duration = Duration::from_secs(120);
@@ -39,12 +42,16 @@ pub struct RunPlan {
     pub storm: bool,
     /// The server's pid, for CPU and RSS.
     pub server_pid: Option<u32>,
+    /// The store's own process, when it has one on this machine.
+    pub store_node: StoreNode,
     /// Label of the target in the report (`server`, `bare-sink`, …).
     pub target: String,
 }
 
-/// Everything measured in one run.
+/// Everything measured in one run. Fields missing from an older report read as
+/// their defaults.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunReport {
     /// `sessions` or `http`.
     pub mode: String,
@@ -90,6 +97,27 @@ pub struct RunReport {
     pub window_writes: f64,
     /// Server CPU seconds (user + sys) in the window.
     pub window_cpu_seconds: f64,
+    /// Store write latency in the window, from the server's
+    /// `resume_store_write_seconds` histogram (interpolated inside its
+    /// power-of-two buckets), ms.
+    pub write_p50_ms: f64,
+    /// See `write_p50_ms`.
+    pub write_p99_ms: f64,
+    /// Mean store write latency in the window (the histogram's sum ÷ count), ms.
+    pub write_mean_ms: f64,
+    /// Store writes in flight in the server, averaged over the window: the
+    /// window's summed write latency ÷ its length (Little's law).
+    pub writes_in_flight_mean: f64,
+    /// `saved` acks received in the window.
+    pub window_acks: u64,
+    /// `saved` delay beyond the flush interval of the window's acks only, ms.
+    pub window_ack_delay_p50_ms: f64,
+    /// See `window_ack_delay_p50_ms`.
+    pub window_ack_delay_p99_ms: f64,
+    /// See `window_ack_delay_p50_ms`.
+    pub window_ack_delay_max_ms: f64,
+    /// The store's own process over the window, when it was named; not billed to the server.
+    pub store_node: Option<StoreNodeReport>,
     /// Server before any viewer connected.
     pub server_idle: Option<ProcSample>,
     /// Server RSS at plateau (median of samples in the window), bytes.
@@ -299,8 +327,19 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, String> {
     );
 
     sleep(plan.settle).await;
+    phase(
+        &mut links,
+        Some(Command::OpenWindow),
+        PHASE_DEADLINE,
+        |e| match e {
+            Event::WindowOpened => Some(()),
+            _ => None,
+        },
+    )
+    .await?;
     let start_counters = ServerCounters::read(addr).await;
     let start_proc = sample(plan.server_pid);
+    let start_node = plan.store_node.read().await;
     let window_start = Instant::now();
     let mut rss_samples = Vec::new();
     while window_start.elapsed() < plan.duration {
@@ -311,8 +350,21 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, String> {
         sleep(left.min(Duration::from_secs(1))).await;
     }
     let end_proc = sample(plan.server_pid);
+    let end_node = plan.store_node.read().await;
     let end_counters = ServerCounters::read(addr).await;
     let window_seconds = window_start.elapsed().as_secs_f64();
+    let window_acks = phase(
+        &mut links,
+        Some(Command::CloseWindow),
+        PHASE_DEADLINE,
+        |e| match e {
+            Event::WindowClosed(acks) => Some(acks),
+            _ => None,
+        },
+    )
+    .await?;
+    let mut window_ack_delay = Histogram::default();
+    window_acks.iter().for_each(|h| window_ack_delay.merge(h));
 
     let storm = if plan.storm {
         eprintln!("loadgen: reconnect storm");
@@ -381,14 +433,27 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, String> {
         unexpected_closes: total.unexpected_closes,
         error_examples: total.error_examples.clone(),
         window_seconds,
+        window_acks: window_ack_delay.count(),
+        window_ack_delay_p50_ms: window_ack_delay.quantile_ms(0.5),
+        window_ack_delay_p99_ms: window_ack_delay.quantile_ms(0.99),
+        window_ack_delay_max_ms: window_ack_delay.max_ms(),
         server_idle,
         server_after,
         storm,
+        store_node: plan
+            .store_node
+            .is_named()
+            .then(|| store_node::window(&start_node, &end_node)),
         ..RunReport::default()
     };
     if let (Some(start), Some(end)) = (start_counters, end_counters) {
         report.window_ticks = end.ticks - start.ticks;
         report.window_writes = end.writes - start.writes;
+        let writes = end.write_seconds.since(&start.write_seconds);
+        report.write_p50_ms = writes.quantile(0.5) * 1000.0;
+        report.write_p99_ms = writes.quantile(0.99) * 1000.0;
+        report.write_mean_ms = writes.mean() * 1000.0;
+        report.writes_in_flight_mean = writes.sum() / window_seconds.max(1e-9);
     }
     if let (Some(start), Some(end)) = (start_proc, end_proc) {
         report.window_cpu_seconds = end.cpu_seconds - start.cpu_seconds;

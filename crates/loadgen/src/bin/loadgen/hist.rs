@@ -1,6 +1,9 @@
-//! A mergeable latency histogram: microseconds in log-linear buckets (about
-//! 1.6 % wide), so shards in other processes can ship theirs as JSON and the
-//! coordinator can add them up before taking percentiles.
+//! Latency histograms. [`Histogram`] is the clients' own: microseconds in
+//! log-linear buckets (about 1.6 % wide), mergeable, so shards in other
+//! processes can ship theirs as JSON and the coordinator can add them up before
+//! taking percentiles. [`ServerHistogram`] is one the server exports on
+//! `/metrics`: read at two moments, the difference is the histogram of the time
+//! between them.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -90,6 +93,109 @@ impl Histogram {
     }
 }
 
+/// A Prometheus histogram read from the text exposition: cumulative counts per
+/// upper bound (`_bucket{le=…}`), and the `_sum` and `_count` of the samples.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerHistogram {
+    /// (upper bound, samples at or below it), ascending; the last bound is +Inf.
+    buckets: Vec<(f64, f64)>,
+    /// Sum of the samples, in the metric's unit.
+    sum: f64,
+    /// Samples.
+    count: f64,
+}
+
+impl ServerHistogram {
+    /// Histogram `name` from Prometheus text; empty when it is not there.
+    /// Assumes one series (no labels but `le`).
+    pub fn parse(text: &str, name: &str) -> Self {
+        let bucket_prefix = format!("{name}_bucket{{");
+        let mut histogram = Self::default();
+        for line in text.lines().filter(|line| !line.starts_with('#')) {
+            let Some((key, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            if let Some(labels) = key.strip_prefix(&bucket_prefix) {
+                let bound = labels
+                    .split_once("le=\"")
+                    .and_then(|(_, rest)| rest.split_once('"'))
+                    .and_then(|(bound, _)| bound.parse::<f64>().ok());
+                if let Some(bound) = bound {
+                    histogram.buckets.push((bound, value));
+                }
+            } else if key.strip_prefix(name) == Some("_sum") {
+                histogram.sum = value;
+            } else if key.strip_prefix(name) == Some("_count") {
+                histogram.count = value;
+            }
+        }
+        histogram.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        histogram
+    }
+
+    /// The samples recorded after `earlier` (a reading of the same histogram).
+    pub fn since(&self, earlier: &Self) -> Self {
+        let buckets = self
+            .buckets
+            .iter()
+            .map(|&(bound, n)| {
+                let before = earlier
+                    .buckets
+                    .iter()
+                    .find(|(b, _)| *b == bound)
+                    .map_or(0.0, |(_, n)| *n);
+                (bound, n - before)
+            })
+            .collect();
+        Self {
+            buckets,
+            sum: self.sum - earlier.sum,
+            count: self.count - earlier.count,
+        }
+    }
+
+    /// Sum of the samples.
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+
+    /// Mean sample; 0 when empty.
+    pub fn mean(&self) -> f64 {
+        if self.count > 0.0 {
+            self.sum / self.count
+        } else {
+            0.0
+        }
+    }
+
+    /// The sample at quantile `q` (0..=1), interpolated linearly inside its
+    /// bucket as Prometheus' `histogram_quantile` does: only as precise as the
+    /// buckets. In the +Inf bucket it is the largest finite bound; 0 when empty.
+    pub fn quantile(&self, q: f64) -> f64 {
+        let Some(&(_, total)) = self.buckets.last() else {
+            return 0.0;
+        };
+        if total <= 0.0 {
+            return 0.0;
+        }
+        let rank = q.clamp(0.0, 1.0) * total;
+        let (mut lower, mut below) = (0.0, 0.0);
+        for &(bound, cumulative) in &self.buckets {
+            if cumulative >= rank && cumulative > below {
+                if bound.is_infinite() {
+                    return lower;
+                }
+                return lower + (bound - lower) * (rank - below) / (cumulative - below);
+            }
+            (lower, below) = (bound, cumulative);
+        }
+        lower
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +222,49 @@ mod tests {
         assert!((a.quantile_ms(0.5) - 500.0).abs() < 10.0);
         assert!((a.quantile_ms(0.99) - 990.0).abs() < 20.0);
         assert_eq!(a.max_ms(), 1000.0);
+    }
+
+    const SCRAPE: &str = "# HELP resume_store_write_seconds x\n\
+        # TYPE resume_store_write_seconds histogram\n\
+        resume_store_write_seconds_sum 1.5\n\
+        resume_store_write_seconds_count 100\n\
+        resume_store_write_seconds_bucket{le=\"0.001\"} 10\n\
+        resume_store_write_seconds_bucket{le=\"0.002\"} 90\n\
+        resume_store_write_seconds_bucket{le=\"0.004\"} 99\n\
+        resume_store_write_seconds_bucket{le=\"+Inf\"} 100\n\
+        resume_store_writes_total{outcome=\"ok\"} 100\n";
+
+    #[test]
+    fn server_histogram_quantiles_interpolate_within_buckets() {
+        let h = ServerHistogram::parse(SCRAPE, "resume_store_write_seconds");
+        assert_eq!(h.count, 100.0);
+        assert!((h.mean() - 0.015).abs() < 1e-12);
+        // Rank 50 is the 40th of the 80 samples in (1 ms, 2 ms].
+        assert!((h.quantile(0.5) - 0.0015).abs() < 1e-12);
+        // Rank 99 is the last sample of (2 ms, 4 ms].
+        assert!((h.quantile(0.99) - 0.004).abs() < 1e-12);
+        // Rank 100 falls in +Inf: the largest finite bound.
+        assert_eq!(h.quantile(1.0), 0.004);
+        assert_eq!(ServerHistogram::default().quantile(0.5), 0.0);
+    }
+
+    #[test]
+    fn server_histogram_difference_is_the_window() {
+        let end = ServerHistogram::parse(SCRAPE, "resume_store_write_seconds");
+        let start = ServerHistogram::parse(
+            "resume_store_write_seconds_sum 0.5\n\
+             resume_store_write_seconds_count 10\n\
+             resume_store_write_seconds_bucket{le=\"0.001\"} 10\n\
+             resume_store_write_seconds_bucket{le=\"0.002\"} 10\n\
+             resume_store_write_seconds_bucket{le=\"0.004\"} 10\n\
+             resume_store_write_seconds_bucket{le=\"+Inf\"} 10\n",
+            "resume_store_write_seconds",
+        );
+        let window = end.since(&start);
+        assert_eq!(window.count, 90.0);
+        assert!((window.sum() - 1.0).abs() < 1e-12);
+        // None of the window's samples is at or below 1 ms.
+        assert!(window.quantile(0.01) > 0.001);
+        assert!((window.quantile(0.5) - (0.001 + 0.001 * 45.0 / 80.0)).abs() < 1e-12);
     }
 }

@@ -14,7 +14,9 @@
 //! `/metrics`); `shard` owns the simulated viewers, in this process or in child
 //! processes (`shard` subcommand, JSON lines over stdin/stdout), because one
 //! process may only hold so many sockets; `client` speaks the server's API;
-//! `hist` is the mergeable latency histogram.
+//! `hist` holds the mergeable latency histogram and the reader of the server's;
+//! `store_node` samples a store that runs in its own process (the CQL test
+//! node), apart from the server.
 
 #![forbid(unsafe_code)]
 
@@ -25,6 +27,7 @@ mod lookup;
 mod procfs;
 mod shard;
 mod store_bench;
+mod store_node;
 mod table;
 
 use std::net::SocketAddr;
@@ -39,6 +42,7 @@ use tokio::sync::mpsc;
 
 use crate::coordinator::{RunPlan, RunReport};
 use crate::shard::{Command, ShardPlan, ViewerKind};
+use crate::store_node::StoreNode;
 
 /// Command line of `loadgen`.
 #[derive(Debug, Parser)]
@@ -95,6 +99,13 @@ struct Target {
     /// The server's pid, for CPU and RSS from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Pid of the store's own process on this machine (cql-test-node): its CPU
+    /// and RSS in the window are reported apart, not billed to the server.
+    #[arg(long)]
+    store_pid: Option<u32>,
+    /// The cql-test-node's control endpoint, for its write counters (`GET /stats`).
+    #[arg(long)]
+    store_control: Option<SocketAddr>,
     /// Label of the target in the report.
     #[arg(long, default_value = "server")]
     target: String,
@@ -208,6 +219,10 @@ fn run_plan(target: &Target, crowd: &Crowd, kind: ViewerKind, storm: bool) -> Ru
         settle: Duration::from_secs_f64(crowd.settle),
         storm,
         server_pid: target.server_pid,
+        store_node: StoreNode {
+            pid: target.store_pid,
+            control: target.store_control,
+        },
         target: target.target.clone(),
     }
 }
@@ -252,6 +267,29 @@ fn summarize(report: &RunReport) {
         report.checked,
         report.check_wrong,
     );
+    if report.window_acks > 0 {
+        eprintln!(
+            "loadgen window: store writes p50 {:.2} ms p99 {:.2} ms mean {:.2} ms, {:.1} in flight on average; \
+             {} acks, delay beyond flush p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
+            report.write_p50_ms,
+            report.write_p99_ms,
+            report.write_mean_ms,
+            report.writes_in_flight_mean,
+            report.window_acks,
+            report.window_ack_delay_p50_ms,
+            report.window_ack_delay_p99_ms,
+            report.window_ack_delay_max_ms,
+        );
+    }
+    if let Some(node) = &report.store_node {
+        eprintln!(
+            "loadgen store process: {:.2} cores, RSS {:.1} MiB, {:.0} write requests/s, peak {} writes in flight",
+            node.window_cpu_seconds / report.window_seconds.max(1e-9),
+            node.rss_bytes as f64 / (1 << 20) as f64,
+            node.window_write_requests / report.window_seconds.max(1e-9),
+            node.peak_writes_in_flight,
+        );
+    }
     if let Some(storm) = &report.storm {
         eprintln!(
             "loadgen storm: {}/{} back in {:.2} s, {} retries, {} hellos behind",

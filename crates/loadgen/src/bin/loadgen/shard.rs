@@ -77,6 +77,10 @@ pub struct ShardPlan {
 /// Orders from the coordinator.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub enum Command {
+    /// Start timing `saved` acks for the plateau window apart from the rest of the run.
+    OpenWindow,
+    /// Stop timing the window's acks and report them.
+    CloseWindow,
     /// Drop every connection at once and reconnect.
     Storm,
     /// Close every connection cleanly.
@@ -88,6 +92,10 @@ pub enum Command {
 /// Reports to the coordinator, one per phase.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Event {
+    /// Acks are being timed for the window.
+    WindowOpened,
+    /// `saved` delays beyond the flush interval of the acks received in the window.
+    WindowClosed(Histogram),
     /// Every viewer is connected or has failed.
     Connected(ShardStats),
     /// After a storm, every surviving viewer is back.
@@ -188,6 +196,8 @@ struct ShardContext {
     hello: Mutex<Histogram>,
     storm_hello: Mutex<Histogram>,
     ack_delay: Mutex<Histogram>,
+    /// The plateau window's share of `ack_delay`, while the window is open.
+    window_ack_delay: Mutex<Option<Histogram>>,
     request_latency: Mutex<Histogram>,
     error_examples: Mutex<Vec<String>>,
 }
@@ -213,6 +223,7 @@ impl ShardContext {
             hello: Mutex::default(),
             storm_hello: Mutex::default(),
             ack_delay: Mutex::default(),
+            window_ack_delay: Mutex::default(),
             request_latency: Mutex::default(),
             error_examples: Mutex::default(),
             plan,
@@ -335,6 +346,13 @@ pub async fn run_shard(
                 Event::Closed(ctx.snapshot())
             }
             Command::Check => Event::Checked(check(&ctx).await),
+            Command::OpenWindow => {
+                *lock(&ctx.window_ack_delay) = Some(Histogram::default());
+                Event::WindowOpened
+            }
+            Command::CloseWindow => {
+                Event::WindowClosed(lock(&ctx.window_ack_delay).take().unwrap_or_default())
+            }
         };
         if events.send(event).await.is_err() {
             break;
@@ -721,6 +739,9 @@ fn on_server_text(ctx: &ShardContext, text: &str, hello: &Hello, acks: &mut AckC
                 && let Some(delay) = acks.acked(position_ms, flush)
             {
                 lock(&ctx.ack_delay).record(delay);
+                if let Some(window) = lock(&ctx.window_ack_delay).as_mut() {
+                    window.record(delay);
+                }
             }
         }
         _ => ctx.error("server message", text),

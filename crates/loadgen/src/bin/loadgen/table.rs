@@ -2,7 +2,9 @@
 //! of each figure over the runs, next to its target (docs/BENCHMARKS.md).
 //!
 //! Reports are found by file name: `<kind>-<target>-<run>.json`, e.g.
-//! `sessions-server-1.json`, `lookup-bare-2.json`, `store-paced-1.json`.
+//! `sessions-server-1.json`, `lookup-bare-2.json`, `store-paced-1.json`,
+//! `sessions-cassandra-1.json`. A scenario whose reports are missing (see
+//! `SCENARIOS` in bench/run.sh) is left out of the table.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -57,9 +59,16 @@ fn verdict(met: Option<bool>) -> &'static str {
 
 struct Table {
     out: String,
+    /// Whether the current scenario's reports are there; rows are dropped when not.
+    has_reports: bool,
 }
 
 impl Table {
+    /// Starts a scenario: its rows are printed only when `has_reports`.
+    fn scenario(&mut self, has_reports: bool) {
+        self.has_reports = has_reports;
+    }
+
     fn row(
         &mut self,
         scenario: &str,
@@ -68,6 +77,9 @@ impl Table {
         target: &str,
         met: Option<bool>,
     ) {
+        if !self.has_reports {
+            return;
+        }
         let _ = writeln!(
             self.out,
             "| {scenario} | {figure} | {value} | {target} | {} |",
@@ -85,8 +97,20 @@ pub fn render(dir: &Path) -> Result<String, String> {
     let constant: Vec<LookupReport> = load(dir, "lookup-bare-")?;
     let store_max: Vec<StoreReport> = load(dir, "store-max-")?;
     let store_paced: Vec<StoreReport> = load(dir, "store-paced-")?;
-    let mut t = Table { out: String::new() };
-    let runs = ws.len().max(bare.len()).max(http.len()).max(lookups.len());
+    let cassandra: Vec<RunReport> = load(dir, "sessions-cassandra-")?;
+    let embedded: Vec<RunReport> = load(dir, "sessions-embedded-")?;
+    let no_writes: Vec<RunReport> = load(dir, "sessions-nowrites-")?;
+    let mut t = Table {
+        out: String::new(),
+        has_reports: true,
+    };
+    let runs = ws
+        .len()
+        .max(bare.len())
+        .max(http.len())
+        .max(lookups.len())
+        .max(store_max.len())
+        .max(cassandra.len());
     let _ = writeln!(t.out, "Medians of {runs} run(s).\n");
     let _ = writeln!(t.out, "| Scenario | Figure | Value | Target | |");
     let _ = writeln!(t.out, "|---|---|---|---|---|");
@@ -99,6 +123,7 @@ pub fn render(dir: &Path) -> Result<String, String> {
     let errors = median(&ws, |r| (r.errors + r.unexpected_closes) as f64);
     let wrong = median(&ws, |r| r.check_wrong as f64);
     let s = "1 sessions";
+    t.scenario(!ws.is_empty());
     t.row(
         s,
         "sessions connected",
@@ -192,6 +217,7 @@ pub fn render(dir: &Path) -> Result<String, String> {
     );
 
     let s = "2 bare sink";
+    t.scenario(!bare.is_empty());
     let bare_rss = median(&bare, |r| r.rss_per_viewer_bytes) / 1024.0;
     let bare_cpu = median(&bare, |r| r.cpu_us_per_message);
     let rss_ratio = rss / bare_rss;
@@ -233,6 +259,7 @@ pub fn render(dir: &Path) -> Result<String, String> {
     );
 
     let s = "3 HTTP vs WS";
+    t.scenario(!http.is_empty());
     let ws_vs = median(&ws, |r| r.cpu_us_per_viewer_second);
     let http_vs = median(&http, |r| r.cpu_us_per_viewer_second);
     t.row(
@@ -295,6 +322,7 @@ pub fn render(dir: &Path) -> Result<String, String> {
     );
 
     let s = "4 lookups";
+    t.scenario(!lookups.is_empty());
     let per_s = median(&lookups, |r| r.per_second);
     let constant_per_s = median(&constant, |r| r.per_second);
     let p99 = median(&lookups, |r| r.p99_ms);
@@ -337,6 +365,7 @@ pub fn render(dir: &Path) -> Result<String, String> {
     );
 
     let s = "5 storm";
+    t.scenario(ws.iter().any(|r| r.storm.is_some()));
     let storm = |f: fn(&crate::coordinator::StormReport) -> f64| {
         median(&ws, |r| r.storm.as_ref().map_or(f64::NAN, f))
     };
@@ -379,6 +408,7 @@ pub fn render(dir: &Path) -> Result<String, String> {
     );
 
     let s = "6 store";
+    t.scenario(!store_max.is_empty() || !store_paced.is_empty());
     t.row(
         s,
         "closed loop: writes/s, writes per fsync",
@@ -417,7 +447,182 @@ pub fn render(dir: &Path) -> Result<String, String> {
                 == 0.0,
         ),
     );
+    t.scenario(!cassandra.is_empty());
+    cassandra_rows(&mut t, &cassandra, &embedded, &no_writes);
     Ok(t.out)
+}
+
+/// Scenario 7: scenario 1's sessions with the Cassandra store against the CQL
+/// test node, each figure next to the embedded store's under the same load,
+/// and the same load with no store writes (the session path alone).
+fn cassandra_rows(
+    t: &mut Table,
+    cassandra: &[RunReport],
+    embedded: &[RunReport],
+    no_writes: &[RunReport],
+) {
+    let s = "7 Cassandra";
+    // A figure of both stores: "Cassandra / embedded".
+    let both = |field: &dyn Fn(&RunReport) -> f64, decimals: usize, unit: &str| {
+        format!(
+            "{:.decimals$} / {:.decimals$}{unit}",
+            median(cassandra, field),
+            median(embedded, field)
+        )
+    };
+    // The same with the no-writes run: "Cassandra / embedded / no writes".
+    let three = |field: &dyn Fn(&RunReport) -> f64, decimals: usize, unit: &str| {
+        format!(
+            "{:.decimals$} / {:.decimals$} / {:.decimals$}{unit}",
+            median(cassandra, field),
+            median(embedded, field),
+            median(no_writes, field)
+        )
+    };
+    let connected = median(cassandra, |r| r.connected as f64);
+    let planned = median(cassandra, |r| r.viewers as f64);
+    t.row(
+        s,
+        "sessions connected (Cassandra)",
+        format!("{connected:.0} of {planned:.0}"),
+        "all",
+        Some(connected == planned),
+    );
+    t.row(
+        s,
+        "server CPU per tick: Cassandra / embedded / no store writes",
+        three(&|r| r.cpu_us_per_message, 1, " µs"),
+        "",
+        None,
+    );
+    // What a write adds to the session path: the CPU per tick beyond the
+    // no-writes run's, times the ticks per write.
+    let per_write = |reports: &[RunReport]| {
+        let extra =
+            median(reports, |r| r.cpu_us_per_message) - median(no_writes, |r| r.cpu_us_per_message);
+        extra * median(reports, |r| r.window_ticks / r.window_writes.max(1.0))
+    };
+    t.row(
+        s,
+        "server CPU per store write beyond the session path: Cassandra / embedded",
+        format!(
+            "{:.0} / {:.0} µs",
+            per_write(cassandra),
+            per_write(embedded)
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "server RSS per session: Cassandra / embedded / no store writes",
+        three(&|r| r.rss_per_viewer_bytes / 1024.0, 2, " KiB"),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "authenticated upgrades/s: Cassandra / embedded",
+        both(&|r| r.connects_per_second, 0, ""),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "store writes/s at plateau: Cassandra / embedded",
+        both(&|r| r.window_writes / r.window_seconds.max(1e-9), 0, ""),
+        "",
+        None,
+    );
+    let latency = |reports: &[RunReport]| {
+        format!(
+            "{:.2} / {:.2} ms",
+            median(reports, |r| r.write_p50_ms),
+            median(reports, |r| r.write_p99_ms)
+        )
+    };
+    t.row(
+        s,
+        "store write latency p50 / p99 (server histogram): Cassandra; embedded",
+        format!("{}; {}", latency(cassandra), latency(embedded)),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "store writes in flight, mean over the plateau: Cassandra / embedded",
+        both(&|r| r.writes_in_flight_mean, 2, ""),
+        "",
+        None,
+    );
+    let ack_delay = |reports: &[RunReport]| {
+        format!(
+            "{:.1} / {:.1} / {:.1} ms",
+            median(reports, |r| r.window_ack_delay_p50_ms),
+            median(reports, |r| r.window_ack_delay_p99_ms),
+            median(reports, |r| r.window_ack_delay_max_ms)
+        )
+    };
+    t.row(
+        s,
+        "`saved` delay beyond flush in the plateau p50 / p99 / max: Cassandra; embedded",
+        format!("{}; {}", ack_delay(cassandra), ack_delay(embedded)),
+        "",
+        None,
+    );
+    let node = |f: fn(&crate::store_node::StoreNodeReport, f64) -> f64| {
+        median(cassandra, |r| {
+            r.store_node
+                .as_ref()
+                .map_or(f64::NAN, |n| f(n, r.window_seconds.max(1e-9)))
+        })
+    };
+    t.row(
+        s,
+        "CPU busy in the plateau, cores: server with Cassandra / embedded / no writes; CQL test node",
+        format!(
+            "{}; {:.3}",
+            three(
+                &|r| r.window_cpu_seconds / r.window_seconds.max(1e-9),
+                3,
+                ""
+            ),
+            node(|n, seconds| n.window_cpu_seconds / seconds)
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "CQL test node: INSERTs/s; peak writes in hand at once; RSS",
+        format!(
+            "{:.0}; {:.0}; {:.0} MiB",
+            node(|n, seconds| n.window_write_requests / seconds),
+            node(|n, _| n.peak_writes_in_flight),
+            node(|n, _| n.rss_bytes as f64) / f64::from(1 << 20)
+        ),
+        "",
+        None,
+    );
+    let errors = median(cassandra, |r| (r.errors + r.unexpected_closes) as f64);
+    t.row(
+        s,
+        "errors + unexpected closes (Cassandra)",
+        format!("{errors:.0}"),
+        "0",
+        Some(errors == 0.0),
+    );
+    let wrong = median(cassandra, |r| r.check_wrong as f64);
+    t.row(
+        s,
+        "final positions wrong, sampled (Cassandra)",
+        format!(
+            "{wrong:.0} of {:.0}",
+            median(cassandra, |r| r.checked as f64)
+        ),
+        "0",
+        Some(wrong == 0.0),
+    );
 }
 
 #[cfg(test)]
