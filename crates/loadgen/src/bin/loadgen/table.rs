@@ -203,6 +203,36 @@ pub fn render(dir: &Path) -> Result<String, String> {
     );
     t.row(
         s,
+        "store write latency p50 / p99 in the plateau (server histogram)",
+        format!(
+            "{:.2} / {:.2} ms",
+            median(&ws, |r| r.write_p50_ms),
+            median(&ws, |r| r.write_p99_ms)
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "store writes in flight, mean over the plateau",
+        format!("{:.1}", median(&ws, |r| r.writes_in_flight_mean)),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "`saved` delay beyond flush in the plateau p50 / p99 / max",
+        format!(
+            "{:.1} / {:.1} / {:.1} ms",
+            median(&ws, |r| r.window_ack_delay_p50_ms),
+            median(&ws, |r| r.window_ack_delay_p99_ms),
+            median(&ws, |r| r.window_ack_delay_max_ms)
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
         "errors + unexpected closes",
         format!("{errors:.0}"),
         "0",
