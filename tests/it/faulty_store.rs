@@ -2,61 +2,17 @@
 //! every latest position lands once it recovers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
-use async_trait::async_trait;
 use resume_server::store::embedded::EmbeddedStore;
-use resume_server::store::{PositionStore, PositionWrite, PutOutcome, StoreError, Stored};
 
+use crate::support::faulty::FaultyStore;
 use crate::support::{TestServer, test_config, wait_until};
-
-/// The embedded store, behind a switch that makes every call fail.
-struct FaultyStore {
-    inner: EmbeddedStore,
-    failing: AtomicBool,
-}
-
-impl FaultyStore {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.failing.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable("injected fault".into()))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[async_trait]
-impl PositionStore for FaultyStore {
-    async fn put(&self, write: PositionWrite) -> Result<PutOutcome, StoreError> {
-        self.check()?;
-        self.inner.put(write).await
-    }
-    async fn delete(&self, user: &str, movie: &str, at: i64) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.delete(user, movie, at).await
-    }
-    async fn get(&self, user: &str, movie: &str) -> Result<Option<Stored>, StoreError> {
-        self.check()?;
-        self.inner.get(user, movie).await
-    }
-    async fn list(&self, user: &str) -> Result<Vec<Stored>, StoreError> {
-        self.check()?;
-        self.inner.list(user).await
-    }
-    async fn check_health(&self) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.check_health().await
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_embedded_store_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(FaultyStore {
-        inner: EmbeddedStore::open(dir.path()).unwrap(),
-        failing: AtomicBool::new(false),
-    });
+    let store = FaultyStore::wrap(Arc::new(EmbeddedStore::open(dir.path()).unwrap()));
     let config = test_config(
         dir.path(),
         &[

@@ -3,20 +3,16 @@
 //! close, store outages, honest acknowledgements and clock skew — each against a
 //! real server on both store backends.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
-use resume_server::store::{
-    PositionStore, PositionWrite, PutOutcome, SharedStore, StoreError, Stored,
-};
+use resume_server::store::{PositionWrite, Stored};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::support::faulty::FaultyStore;
 use crate::support::{DEADLINE, TestBackend, TestServer, wait_until};
 
 /// Waits until no session is live on `server` (every final write is durable).
@@ -252,67 +248,8 @@ async fn starting_over_and_playing_on_is_saved(backend: TestBackend) {
     assert_eq!(server.resume_seconds("alice", "inception").await, position);
 }
 
-/// A store that can fail every call, or hold a read's answer until released (a
-/// read whose snapshot was taken before a write lands but answered after it).
-struct SwitchableStore {
-    inner: SharedStore,
-    failing: AtomicBool,
-    hold_reads: AtomicBool,
-    read_taken: Notify,
-    release: Notify,
-}
-
-impl SwitchableStore {
-    fn wrap(inner: SharedStore) -> Arc<Self> {
-        Arc::new(Self {
-            inner,
-            failing: AtomicBool::new(false),
-            hold_reads: AtomicBool::new(false),
-            read_taken: Notify::new(),
-            release: Notify::new(),
-        })
-    }
-
-    fn check(&self) -> Result<(), StoreError> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("injected outage".into()));
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl PositionStore for SwitchableStore {
-    async fn put(&self, write: PositionWrite) -> Result<PutOutcome, StoreError> {
-        self.check()?;
-        self.inner.put(write).await
-    }
-    async fn delete(&self, user: &str, movie: &str, at: i64) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.delete(user, movie, at).await
-    }
-    async fn get(&self, user: &str, movie: &str) -> Result<Option<Stored>, StoreError> {
-        self.check()?;
-        let snapshot = self.inner.get(user, movie).await;
-        if self.hold_reads.swap(false, Ordering::SeqCst) {
-            let released = self.release.notified();
-            self.read_taken.notify_one();
-            released.await;
-        }
-        snapshot
-    }
-    async fn list(&self, user: &str) -> Result<Vec<Stored>, StoreError> {
-        self.check()?;
-        self.inner.list(user).await
-    }
-    async fn check_health(&self) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.check_health().await
-    }
-}
-
 async fn a_read_that_straddles_a_close_sees_the_final_position(backend: TestBackend) {
-    let store = SwitchableStore::wrap(backend.open_store().await);
+    let store = FaultyStore::wrap(backend.open_store().await);
     let config = backend.config(&["--flush-interval-ms", "60000"]);
     let server = TestServer::start_with_store(config, store.clone()).await;
     let (mut session, _) = server.session("alice", "clock").await;
@@ -344,7 +281,7 @@ async fn a_read_that_straddles_a_close_sees_the_final_position(backend: TestBack
 }
 
 async fn reads_during_an_outage_answer_from_a_live_session(backend: TestBackend) {
-    let store = SwitchableStore::wrap(backend.open_store().await);
+    let store = FaultyStore::wrap(backend.open_store().await);
     let config = backend.config(&["--flush-interval-ms", "60000"]);
     let server = TestServer::start_with_store(config, store.clone()).await;
     let (mut session, _) = server.session("alice", "clock").await;

@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod cluster;
+pub mod faulty;
 
 use std::future::Future;
 use std::net::SocketAddr;
