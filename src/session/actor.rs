@@ -243,8 +243,11 @@ impl SessionActor {
                         Err(e) if is_too_big(&e) => return SocketEnd::TooBig,
                         Err(_) => return SocketEnd::ClientGone,
                     };
-                    self.idle_at = Instant::now() + self.ctx.settings.idle_timeout;
-                    if let Some(end) = self.on_message(socket, message).await {
+                    // One monotonic reading per frame serves the idle timer, the
+                    // flood check and the tick.
+                    let now = Instant::now();
+                    self.idle_at = now + self.ctx.settings.idle_timeout;
+                    if let Some(end) = self.on_message(socket, message, now).await {
                         return end;
                     }
                 }
@@ -279,19 +282,23 @@ impl SessionActor {
     /// Every frame but a close counts toward the rate. A well-formed tick is
     /// recorded whatever the rate; over the rate nothing is answered, and a
     /// sustained flood ends the session (its latest tick recorded first).
-    async fn on_message<S>(&mut self, socket: &mut S, message: Message) -> Option<SocketEnd>
+    async fn on_message<S>(
+        &mut self,
+        socket: &mut S,
+        message: Message,
+        now: Instant,
+    ) -> Option<SocketEnd>
     where
         S: Sink<Message, Error = axum::Error> + Unpin,
     {
         if let Message::Close(_) = message {
             return Some(SocketEnd::ClientClosed);
         }
-        let verdict = self.flood.check(Instant::now());
+        let verdict = self.flood.check(now);
         let reply = match message {
             Message::Text(text) => match parse_client_message(&text, self.ctx.duration_ms) {
                 Ok(ClientMessage::Tick { position_ms, state }) => {
                     self.ctx.metrics.ticks_received.inc();
-                    let now = Instant::now();
                     let wall = self.ctx.clock.now_micros();
                     if let Some(shown) = self.book.tick(position_ms, state, now, wall) {
                         self.ctx.ticket.session().set_latest(shown);
