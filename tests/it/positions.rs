@@ -159,6 +159,10 @@ async fn a_delete_holds_while_the_session_is_live(backend: TestBackend) {
     // The paused session resending its position does not undo the delete…
     session.tick(30.0).await;
     session.tick_state(30.0, "paused").await;
+    // Frames are handled in order: the answer to a bad one proves both ticks
+    // were taken before the read below.
+    session.send_text(r#"{"type":"tick"}"#).await;
+    assert_eq!(session.expect("error").await["code"], "invalid_position");
     assert_eq!(server.resume_seconds("alice", "clock").await, 0.0);
     // …but playing on after the delete brings the title back, as documented.
     session.tick(31.0).await;
