@@ -280,6 +280,20 @@ pub struct Config {
     )]
     pub cassandra_max_writes_in_flight: usize,
 
+    /// Longest the store may take to reach the cluster and prepare its statements, at start and
+    /// when it renews its driver session.
+    #[arg(long, env = "RESUME_CASSANDRA_CONNECT_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cassandra_connect_timeout_ms: u64,
+
+    /// Replace the driver's session with a fresh one when no usable node has been connected for
+    /// this long (0: never); a safety net for a pool that stopped reconnecting by itself.
+    #[arg(
+        long,
+        env = "RESUME_CASSANDRA_RENEW_SESSION_AFTER_MS",
+        default_value_t = 30_000
+    )]
+    pub cassandra_renew_session_after_ms: u64,
+
     /// Replication map used when the keyspace is created (schema apply / --init-schema), e.g. {'class': 'NetworkTopologyStrategy', 'dc1': 3}; required unless --cassandra-development.
     #[arg(long, env = "RESUME_CASSANDRA_REPLICATION")]
     pub cassandra_replication: Option<String>,

@@ -620,7 +620,19 @@ async fn the_store_goes_away(mode: &str) {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let started = Instant::now();
     let prefix = format!("away-{mode}");
-    let cluster = Cluster::start(3, FLUSH, &[("RESUME_CASSANDRA_REQUEST_TIMEOUT_MS", "500")]).await;
+    // The store's session renewal (a fresh driver session after a while
+    // without a connected node) scaled down with the outage, as the request
+    // timeout is.
+    let cluster = Cluster::start(
+        3,
+        FLUSH,
+        &[
+            ("RESUME_CASSANDRA_REQUEST_TIMEOUT_MS", "500"),
+            ("RESUME_CASSANDRA_RENEW_SESSION_AFTER_MS", "3000"),
+            ("RESUME_CASSANDRA_CONNECT_TIMEOUT_MS", "2000"),
+        ],
+    )
+    .await;
     let viewers = Viewers::start(&cluster.directory, &prefix, OUTAGE_SESSIONS, MOVIE);
     viewers
         .wait_for_all("every viewer has two positions saved", |_, b| {
@@ -722,6 +734,20 @@ async fn the_store_goes_away(mode: &str) {
         failed_writes > 0.0,
         "the outage reached the sessions' writes"
     );
+    if mode == "unresponsive" {
+        // What brought the nodes back (see an_unresponsive_store_loses_nothing).
+        let mut renewed = 0.0;
+        for node in 0..cluster.len() {
+            renewed += cluster
+                .metric(
+                    node,
+                    "resume_cassandra_session_renewals_total",
+                    "outcome=\"renewed\"",
+                )
+                .await;
+        }
+        assert!(renewed > 0.0, "a node renewed its driver session");
+    }
     assert!(
         lost.is_empty(),
         "{} positions lost, e.g. {:?}",
@@ -730,19 +756,13 @@ async fn the_store_goes_away(mode: &str) {
     );
 }
 
-/// Fails today, hence ignored: the Cassandra driver's connection pool never
-/// comes back after this outage. Under 100 sessions per node the driver gives
-/// up its one connection after more than 1024 requests time out on it ("Too
-/// many old orphaned stream ids"); the refill it starts at once opens a new
-/// connection whose setup request the unresponsive node swallows, and scylla
-/// 1.9 puts no timeout on connection setup (compare
-/// scylladb/scylla-rust-driver#1686), so the pool waits on it forever and
-/// schedules no other refill. After the store is back, every node keeps
-/// answering `/readyz` 503 and writes nothing (watched for 80 s). A store that
-/// answers late instead of never would let the pool recover; one that drops
-/// requests does not. Run it with `cargo test --test it cluster -- --ignored`.
+/// A store that swallows requests: the driver gives up its connection after
+/// more than 1024 requests time out on it, and the connection that replaces it
+/// waits forever on a setup request the store swallowed (the driver puts no
+/// limit on setup). Only the store's session renewal brings the nodes back;
+/// without it they answer `/readyz` 503 and write nothing after the store
+/// returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the driver's pool never recovers from an unresponsive store (see the doc comment)"]
 async fn an_unresponsive_store_loses_nothing() {
     the_store_goes_away("unresponsive").await;
 }

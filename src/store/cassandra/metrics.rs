@@ -1,7 +1,8 @@
 //! What the Cassandra store counts, exported on `/metrics` as
 //! `resume_cassandra_*`: latency and failures of each store operation, the
 //! store's own retries, writes waiting for a write slot, and the driver's
-//! metrics (requests, retries, timeouts, connections, latency quantiles).
+//! metrics (requests, retries, timeouts, connections, latency quantiles) of
+//! the session in use, and the renewals of that session.
 //!
 //! This module owns the names and help texts; the store decides when to count.
 //! Label values are lower case: `op` is `put`, `get`, `list`, `delete` or
@@ -102,6 +103,32 @@ pub struct StoreMetrics {
     writes_waiting: Gauge,
     /// Writes that gave up waiting for a write slot.
     slot_timeouts: Counter,
+    /// Driver sessions replaced by fresh ones (see `renewal`), by outcome.
+    renewals: Family<RenewalLabel, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RenewalLabel {
+    outcome: RenewalOutcome,
+}
+
+/// How one attempt to replace the driver session ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum RenewalOutcome {
+    /// A fresh session is in use.
+    Renewed,
+    /// The cluster did not answer the new session in time; the old one stays.
+    Failed,
+}
+
+impl EncodeLabelValue for RenewalOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        let text = match self {
+            Self::Renewed => "renewed",
+            Self::Failed => "failed",
+        };
+        EncodeLabelValue::encode(&text, encoder)
+    }
 }
 
 impl Default for StoreMetrics {
@@ -112,6 +139,7 @@ impl Default for StoreMetrics {
             retries: Family::default(),
             writes_waiting: Gauge::default(),
             slot_timeouts: Counter::default(),
+            renewals: Family::default(),
         }
     }
 }
@@ -157,9 +185,14 @@ impl StoreMetrics {
         self.slot_timeouts.inc();
     }
 
+    /// Counts one attempt to replace the driver session.
+    pub fn session_renewal(&self, outcome: RenewalOutcome) {
+        self.renewals.get_or_create(&RenewalLabel { outcome }).inc();
+    }
+
     /// Registers these metrics, and a collector of `driver`'s, under
     /// `cassandra_` in `registry`.
-    pub fn register(&self, registry: &mut Registry, driver: Arc<DriverMetrics>) {
+    pub fn register(&self, registry: &mut Registry, driver: DriverMetricsSource) {
         self.register_own(registry)
             .register_collector(Box::new(DriverCollector(driver)));
     }
@@ -193,6 +226,13 @@ impl StoreMetrics {
             "write_slot_timeouts",
             "Cassandra writes that found no free write slot within --cassandra-write-slot-timeout-ms",
             self.slot_timeouts.clone(),
+        );
+        registry.register(
+            "session_renewals",
+            "Attempts to replace the driver session after no usable node was connected for \
+             --cassandra-renew-session-after-ms, by outcome (renewed, failed); the driver_* \
+             metrics restart from 0 with each renewed session",
+            self.renewals.clone(),
         );
         registry
     }
@@ -253,13 +293,22 @@ impl Drop for WaitingForSlot<'_> {
     }
 }
 
+/// Where the metrics of the driver session in use are found at a scrape: the
+/// session may be replaced while the process runs.
+pub type DriverMetricsSource = Box<dyn Fn() -> Arc<DriverMetrics> + Send + Sync>;
+
 /// Exports the driver's own metrics, read at each scrape.
-#[derive(Debug)]
-struct DriverCollector(Arc<DriverMetrics>);
+struct DriverCollector(DriverMetricsSource);
+
+impl std::fmt::Debug for DriverCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DriverCollector")
+    }
+}
 
 impl Collector for DriverCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let driver = &self.0;
+        let driver = &(self.0)();
         let counters = [
             (
                 "driver_requests",

@@ -43,6 +43,11 @@
 //! * **Observable.** Every operation is timed and its failures counted by kind,
 //!   next to the driver's own metrics ([`metrics`]); `check_health` needs a
 //!   connected node in the local datacenter ([`readiness`]) and an answer.
+//! * **A stuck driver session is replaced.** When no usable node has been
+//!   connected for `--cassandra-renew-session-after-ms`, the store opens a
+//!   fresh session beside the old one and swaps it in ([`renewal`]): the
+//!   driver's pool does not recover by itself from a node that swallowed its
+//!   connection setup.
 //! * **Prepared, token-aware statements only.** Each statement binds the partition
 //!   key (`user_id`), so the driver sends it straight to a replica.
 //! * **The schema is checked, not guessed.** `connect` prepares every statement;
@@ -57,6 +62,7 @@
 pub mod metrics;
 pub mod profiles;
 pub mod readiness;
+pub mod renewal;
 pub mod retry;
 pub mod schema;
 pub mod settings;
@@ -64,8 +70,11 @@ pub mod statements;
 pub mod tls;
 pub mod topology;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use scylla::client::session::Session;
@@ -82,19 +91,17 @@ pub use settings::CassandraSettings;
 pub use statements::Statements;
 
 use super::{PositionStore, PositionWrite, PutOutcome, SavedPosition, StoreError, Stored};
-use metrics::{Operation, OperationTimer, StoreMetrics};
+use metrics::{Operation, OperationTimer, RenewalOutcome, StoreMetrics};
 use profiles::Profiles;
+use renewal::RenewalRule;
 use retry::{FailureKind, backoff_delay, failure_kind, store_error, store_retries};
 
 /// The Cassandra-backed [`PositionStore`].
 pub struct CassandraStore {
-    /// The driver session: connection pools to every node, cluster metadata.
-    session: Session,
-    /// The prepared data statements (see [`Statements`]).
-    prepared: PreparedStatements,
-    /// `put`'s read-back: `select_one` with the plain read profile (no
-    /// speculative execution).
-    read_back: PreparedStatement,
+    /// The session in use; replaced as a whole when it is renewed.
+    link: Arc<ArcSwap<Link>>,
+    /// When and how to replace `link`; `None` when renewal is off.
+    renewal: Option<SessionRenewal>,
     /// One permit per put or delete talking to the cluster (a read-back keeps
     /// its write's; a writer backing off between attempts lets its go).
     write_slots: Semaphore,
@@ -117,7 +124,29 @@ pub struct CassandraStore {
     retry_max_delay: Duration,
 }
 
-/// The statements of [`Statements`], prepared once at connect; all idempotent.
+/// What talks to the cluster: a driver session and the statements prepared
+/// on it. Each request takes the one in use when it starts.
+struct Link {
+    /// The driver session: connection pools to every node, cluster metadata.
+    session: Session,
+    /// The prepared data statements (see [`Statements`]).
+    prepared: PreparedStatements,
+    /// `put`'s read-back: `select_one` with the plain read profile (no
+    /// speculative execution).
+    read_back: PreparedStatement,
+}
+
+/// The store's side of [`renewal`]: the rule, and what a new session needs.
+struct SessionRenewal {
+    /// Fed by every health check.
+    rule: Mutex<RenewalRule>,
+    /// Set while a new session is being opened: one at a time.
+    in_progress: Arc<AtomicBool>,
+    /// The settings the store connected with.
+    settings: CassandraSettings,
+}
+
+/// The statements of [`Statements`], prepared once per session; all idempotent.
 struct PreparedStatements {
     /// `put`: timestamped upsert of one position.
     insert: PreparedStatement,
@@ -153,6 +182,79 @@ impl CassandraStore {
     async fn connect_unbounded(settings: &CassandraSettings) -> Result<CassandraStore, StoreError> {
         let session = open_session(settings, Some(&settings.keyspace)).await?;
         let replication_warning = topology::check(&session, settings)?;
+        let link = Link::prepare(session, settings).await?;
+        tracing::info!(nodes = %settings.nodes.join(","), keyspace = %settings.keyspace, "connected to Cassandra");
+        Ok(CassandraStore {
+            link: Arc::new(ArcSwap::from_pointee(link)),
+            renewal: settings.renew_session_after.map(|after| SessionRenewal {
+                rule: Mutex::new(RenewalRule::new(after)),
+                in_progress: Arc::new(AtomicBool::new(false)),
+                settings: settings.clone(),
+            }),
+            write_slots: Semaphore::new(settings.max_writes_in_flight),
+            write_slot_timeout: settings.requests.write_slot_timeout,
+            local_dc: settings.local_dc.clone(),
+            metrics: StoreMetrics::default(),
+            ttl_seconds: settings.position_ttl_seconds,
+            replication_warning,
+            write_attempts: settings.write_attempts.max(1),
+            retry_base_delay: settings.retry_base_delay,
+            retry_max_delay: settings.retry_max_delay,
+        })
+    }
+
+    /// Feeds the renewal rule one observation; when it says so, opens a new
+    /// session in the background (one at a time, bounded by the connect
+    /// timeout) and swaps it in once it is ready.
+    fn consider_renewal(&self, connected: bool) {
+        let Some(renewal) = &self.renewal else {
+            return;
+        };
+        let due = renewal
+            .rule
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .observe(connected, Instant::now());
+        if !due || renewal.in_progress.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!(
+            after = ?renewal.settings.renew_session_after,
+            "no usable Cassandra node connected for that long: opening a new driver session"
+        );
+        let link = Arc::clone(&self.link);
+        let in_progress = Arc::clone(&renewal.in_progress);
+        let settings = renewal.settings.clone();
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            let opened = tokio::time::timeout(settings.connect_timeout, async {
+                let session = open_session(&settings, Some(&settings.keyspace)).await?;
+                Link::prepare(session, &settings).await
+            })
+            .await;
+            match opened {
+                Ok(Ok(fresh)) => {
+                    link.store(Arc::new(fresh));
+                    metrics.session_renewal(RenewalOutcome::Renewed);
+                    tracing::info!("a new Cassandra driver session is in use");
+                }
+                Ok(Err(error)) => {
+                    metrics.session_renewal(RenewalOutcome::Failed);
+                    tracing::warn!(%error, "could not open a new Cassandra driver session; keeping the old one");
+                }
+                Err(_) => {
+                    metrics.session_renewal(RenewalOutcome::Failed);
+                    tracing::warn!(timeout = ?settings.connect_timeout, "no new Cassandra driver session in time; keeping the old one");
+                }
+            }
+            in_progress.store(false, Ordering::Release);
+        });
+    }
+}
+
+impl Link {
+    /// Prepares every statement on `session`.
+    async fn prepare(session: Session, settings: &CassandraSettings) -> Result<Link, StoreError> {
         let text = Statements::for_keyspace(&settings.keyspace);
         let prepared = PreparedStatements {
             insert: prepare(&session, &text.insert, settings).await?,
@@ -183,23 +285,15 @@ impl CassandraStore {
                 );
             }
         }
-        tracing::info!(nodes = %settings.nodes.join(","), keyspace = %settings.keyspace, "connected to Cassandra");
-        Ok(CassandraStore {
+        Ok(Link {
             session,
             prepared,
             read_back,
-            write_slots: Semaphore::new(settings.max_writes_in_flight),
-            write_slot_timeout: settings.requests.write_slot_timeout,
-            local_dc: settings.local_dc.clone(),
-            metrics: StoreMetrics::default(),
-            ttl_seconds: settings.position_ttl_seconds,
-            replication_warning,
-            write_attempts: settings.write_attempts.max(1),
-            retry_base_delay: settings.retry_base_delay,
-            retry_max_delay: settings.retry_max_delay,
         })
     }
+}
 
+impl CassandraStore {
     /// Why the keyspace's replication is risky (SimpleStrategy, or fewer than
     /// three replicas), as found at connect; `None` when it is not.
     pub fn replication_warning(&self) -> Option<&str> {
@@ -241,7 +335,7 @@ impl CassandraStore {
         what: &str,
         timer: &OperationTimer<'_>,
         slot: &mut Option<SemaphorePermit<'s>>,
-        statement: &PreparedStatement,
+        statement: fn(&Link) -> &PreparedStatement,
         values: impl SerializeRow,
     ) -> Result<QueryResult, StoreError> {
         let mut retry = 0;
@@ -249,7 +343,14 @@ impl CassandraStore {
             if slot.is_none() {
                 *slot = Some(self.write_slot(timer).await?);
             }
-            match self.session.execute_unpaged(statement, &values).await {
+            // Each attempt on the session in use now (a renewal may have
+            // replaced the one that failed).
+            let link = self.link.load_full();
+            match link
+                .session
+                .execute_unpaged(statement(&link), &values)
+                .await
+            {
                 Ok(result) => return Ok(result),
                 Err(error) if store_retries(&error) && retry + 1 < self.write_attempts => {
                     retry += 1;
@@ -272,11 +373,12 @@ impl CassandraStore {
         &self,
         what: &str,
         timer: &OperationTimer<'_>,
-        statement: &PreparedStatement,
+        statement: fn(&Link) -> &PreparedStatement,
         values: impl SerializeRow,
     ) -> Result<QueryResult, StoreError> {
-        self.session
-            .execute_unpaged(statement, values)
+        let link = self.link.load_full();
+        link.session
+            .execute_unpaged(statement(&link), values)
             .await
             .map_err(|error| {
                 timer.failed(failure_kind(&error));
@@ -325,8 +427,14 @@ impl PositionStore for CassandraStore {
             at,
             self.ttl_seconds,
         );
-        self.run_with_retries("put", &timer, &mut slot, &self.prepared.insert, values)
-            .await?;
+        self.run_with_retries(
+            "put",
+            &timer,
+            &mut slot,
+            |link| &link.prepared.insert,
+            values,
+        )
+        .await?;
         // The write landed; only the row can say whether it won (see the module
         // docs). The read-back keeps the write's slot: it is part of the write.
         let result = self
@@ -334,7 +442,7 @@ impl PositionStore for CassandraStore {
                 "put read-back",
                 &timer,
                 &mut slot,
-                &self.read_back,
+                |link| &link.read_back,
                 (&write.user_id, &write.movie_id),
             )
             .await?;
@@ -355,7 +463,7 @@ impl PositionStore for CassandraStore {
             "delete",
             &timer,
             &mut slot,
-            &self.prepared.delete,
+            |link| &link.prepared.delete,
             (
                 user_id,
                 movie_id,
@@ -375,7 +483,7 @@ impl PositionStore for CassandraStore {
             .read(
                 "get",
                 &timer,
-                &self.prepared.select_one,
+                |link| &link.prepared.select_one,
                 (user_id, movie_id),
             )
             .await?;
@@ -390,9 +498,10 @@ impl PositionStore for CassandraStore {
         // large, so no single response has to carry all of it.
         let timer = self.metrics.time(Operation::List);
         let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("list: {e}"));
-        let pager = self
+        let link = self.link.load_full();
+        let pager = link
             .session
-            .execute_iter(self.prepared.select_user.clone(), (user_id,))
+            .execute_iter(link.prepared.select_user.clone(), (user_id,))
             .await
             .inspect_err(|e| timer.failed(retry::pager_failure_kind(e)))
             .map_err(|e| unavailable(&e))?;
@@ -414,10 +523,12 @@ impl PositionStore for CassandraStore {
     /// is connected, and the health query is answered in time.
     async fn check_health(&self) -> Result<(), StoreError> {
         let timer = self.metrics.time(Operation::Health);
-        readiness::require_connected_node(&self.session, self.local_dc.as_deref())
-            .inspect_err(|_| timer.failed(FailureKind::Unavailable))?;
-        self.session
-            .execute_unpaged(&self.prepared.health, ())
+        let link = self.link.load_full();
+        let connected = readiness::require_connected_node(&link.session, self.local_dc.as_deref());
+        self.consider_renewal(connected.is_ok());
+        connected.inspect_err(|_| timer.failed(FailureKind::Unavailable))?;
+        link.session
+            .execute_unpaged(&link.prepared.health, ())
             .await
             .map_err(|error| {
                 timer.failed(failure_kind(&error));
@@ -428,7 +539,11 @@ impl PositionStore for CassandraStore {
     }
 
     fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
-        self.metrics.register(registry, self.session.get_metrics());
+        let link = Arc::clone(&self.link);
+        self.metrics.register(
+            registry,
+            Box::new(move || link.load().session.get_metrics()),
+        );
         let unsafe_replication = prometheus_client::metrics::gauge::Gauge::<i64>::default();
         unsafe_replication.set(i64::from(self.replication_warning.is_some()));
         registry.register(

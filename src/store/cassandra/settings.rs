@@ -30,9 +30,6 @@ pub const DEFAULT_RETRY_BASE_DELAY: Duration = Duration::from_millis(50);
 /// Longest wait between two attempts.
 pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(1);
 
-/// How long `connect` may take to reach the cluster and prepare its statements.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// Client-side limit on the request of one schema statement of `apply_schema`:
 /// DDL is much slower than a data request on a real cluster. The driver then
 /// waits for schema agreement separately, bounded by its own schema agreement
@@ -91,10 +88,14 @@ pub struct CassandraSettings {
     pub retry_base_delay: Duration,
     /// Upper bound of the wait between attempts.
     pub retry_max_delay: Duration,
-    /// Limit on opening a session and preparing statements (see [`DEFAULT_CONNECT_TIMEOUT`]).
+    /// Limit on opening a session and preparing statements (`--cassandra-connect-timeout-ms`),
+    /// at start and at each renewal of the session.
     pub connect_timeout: Duration,
     /// Limit on each schema statement (see [`DEFAULT_SCHEMA_TIMEOUT`]).
     pub schema_timeout: Duration,
+    /// How long no usable node may be connected before the driver session is
+    /// replaced (see [`super::renewal`]); `None`: never.
+    pub renew_session_after: Option<Duration>,
 }
 
 impl CassandraSettings {
@@ -162,8 +163,10 @@ impl CassandraSettings {
             write_attempts: DEFAULT_WRITE_ATTEMPTS,
             retry_base_delay: DEFAULT_RETRY_BASE_DELAY,
             retry_max_delay: DEFAULT_RETRY_MAX_DELAY,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            connect_timeout: Duration::from_millis(config.cassandra_connect_timeout_ms),
             schema_timeout: DEFAULT_SCHEMA_TIMEOUT,
+            renew_session_after: (config.cassandra_renew_session_after_ms > 0)
+                .then(|| Duration::from_millis(config.cassandra_renew_session_after_ms)),
         })
     }
 }
@@ -276,6 +279,23 @@ mod tests {
         assert_eq!(settings.requests.read_timeout, Duration::from_millis(6000));
         assert!(settings.credentials.is_none());
         assert!(settings.write_attempts >= 1);
+    }
+
+    #[test]
+    fn session_renewal_is_on_by_default_and_zero_turns_it_off() {
+        let settings =
+            |args: &[&str]| CassandraSettings::from_config(&config(args)).expect("valid");
+        let defaults = settings(&[]);
+        assert_eq!(defaults.renew_session_after, Some(Duration::from_secs(30)));
+        assert_eq!(defaults.connect_timeout, Duration::from_secs(15));
+        let tuned = settings(&[
+            "--cassandra-renew-session-after-ms",
+            "0",
+            "--cassandra-connect-timeout-ms",
+            "2000",
+        ]);
+        assert_eq!(tuned.renew_session_after, None);
+        assert_eq!(tuned.connect_timeout, Duration::from_secs(2));
     }
 
     #[test]
