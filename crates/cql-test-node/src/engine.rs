@@ -476,7 +476,9 @@ impl Engine {
                 let defs = self.columns_of(&target);
                 let all_rows = match &target {
                     Target::User(ks, t) => {
-                        live_rows(&self.tables[&(ks.clone(), t.clone())], self.now())
+                        let table = &self.tables[&(ks.clone(), t.clone())];
+                        let partition = pinned_partition(table, filters, values)?;
+                        live_rows(table, self.now(), partition)
                     }
                     Target::System(ks, t) => self.system_rows(ks, t),
                 };
@@ -1137,12 +1139,47 @@ fn row_key(table: &Table, value_of: impl Fn(&str) -> Value) -> Result<RowKey, Cq
     Ok((partition, clustering))
 }
 
-/// Every live row of a user table, full width, in storage order.
-fn live_rows(table: &Table, now: i64) -> Vec<Vec<Value>> {
-    table
-        .rows
-        .iter()
-        .filter(|(_, row)| row.is_live(now))
+/// The partition that `filters` pin down with `=` on every partition key
+/// column, if they do and none of those values is null: a select that names
+/// its partition reads only that partition, as a real node does, instead of
+/// the whole table (the filters are still applied to what it reads).
+fn pinned_partition(
+    table: &Table,
+    filters: &[Filter],
+    values: &[Value],
+) -> Result<Option<Vec<Vec<u8>>>, CqlError> {
+    let mut partition = Vec::new();
+    for key in table.key_columns(ColumnKind::PartitionKey) {
+        let term = filters.iter().find_map(|filter| match &filter.relation {
+            Relation::Eq(term) if filter.column == key.name => Some(term),
+            _ => None,
+        });
+        let Some(term) = term else {
+            return Ok(None);
+        };
+        match term_value(term, &key.name, &key.ty, values)?.flatten() {
+            Some(value) => partition.push(value),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(partition))
+}
+
+/// Every live row of a user table, or of one of its partitions, full width,
+/// in storage order.
+fn live_rows(table: &Table, now: i64, partition: Option<Vec<Vec<u8>>>) -> Vec<Vec<Value>> {
+    let rows: Box<dyn Iterator<Item = (&RowKey, &Row)>> = match partition {
+        // Keys sort by partition first, and an empty clustering key before
+        // every other: the partition's rows are one range.
+        Some(partition) => Box::new(
+            table
+                .rows
+                .range((partition.clone(), Vec::new())..)
+                .take_while(move |((key, _), _)| *key == partition),
+        ),
+        None => Box::new(table.rows.iter()),
+    };
+    rows.filter(|(_, row)| row.is_live(now))
         .map(|((partition, clustering), row)| {
             let mut partition = partition.iter();
             let mut clustering = clustering.iter();
@@ -1430,5 +1467,68 @@ mod tests {
         let names: Vec<_> = plan.variables.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["[timestamp]", "user_id", "movie_id"]);
         assert_eq!(plan.pk_indexes, [1]);
+    }
+
+    #[test]
+    fn a_select_by_partition_reads_that_partition_only() {
+        let mut engine = engine_with_schema();
+        let insert = parse(
+            "INSERT INTO ks.p (user_id, movie_id, position_ms, updated_at_us) VALUES (?, ?, ?, 1)",
+        )
+        .unwrap();
+        // Neighbours in key order: "a" is a prefix of "ab", and "" sorts first.
+        for (user, movie, position) in [
+            ("", "m", 0),
+            ("a", "m1", 1),
+            ("a", "m2", 2),
+            ("ab", "m1", 3),
+            ("b", "m1", 4),
+        ] {
+            let values = [
+                types::text(user),
+                types::text(movie),
+                types::bigint(position),
+            ];
+            engine
+                .execute(&insert, &values.map(Some), None, None)
+                .unwrap();
+        }
+        let positions = |engine: &mut Engine, cql: &str, values: &[Vec<u8>]| {
+            let values: Vec<Value> = values.iter().cloned().map(Some).collect();
+            let Ok(Outcome::Rows { rows, .. }) =
+                engine.execute(&parse(cql).unwrap(), &values, None, None)
+            else {
+                panic!("{cql}")
+            };
+            rows.into_iter()
+                .map(|row| row[0].clone().expect("position"))
+                .collect::<Vec<_>>()
+        };
+        let by_user = "SELECT position_ms FROM ks.p WHERE user_id = ?";
+        for (user, expected) in [
+            ("a", vec![1, 2]),
+            ("ab", vec![3]),
+            ("", vec![0]),
+            ("c", vec![]),
+        ] {
+            assert_eq!(
+                positions(&mut engine, by_user, &[types::text(user)]),
+                expected.into_iter().map(types::bigint).collect::<Vec<_>>(),
+                "user {user:?}"
+            );
+        }
+        assert_eq!(
+            positions(
+                &mut engine,
+                "SELECT position_ms FROM ks.p WHERE user_id = ? AND movie_id = ?",
+                &[types::text("a"), types::text("m2")]
+            ),
+            [types::bigint(2)]
+        );
+        // Without the partition key the whole table is read.
+        assert_eq!(
+            positions(&mut engine, "SELECT position_ms FROM ks.p", &[]).len(),
+            5
+        );
     }
 }
