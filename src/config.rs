@@ -318,7 +318,7 @@ pub struct Config {
     #[arg(long, env = "RESUME_TICK_RATE", default_value_t = 10.0)]
     pub tick_rate: f64,
 
-    /// Server ping interval on sessions.
+    /// A session the server has sent nothing to for this long gets a ping.
     #[arg(long, env = "RESUME_PING_INTERVAL_MS", default_value_t = 20_000)]
     pub ping_interval_ms: u64,
 
@@ -330,8 +330,8 @@ pub struct Config {
     #[arg(long, env = "RESUME_MAX_FRAME_BYTES", default_value_t = 4096)]
     pub max_frame_bytes: usize,
 
-    /// Initial WebSocket read buffer per session.
-    #[arg(long, env = "RESUME_WS_READ_BUFFER_BYTES", default_value_t = 1024)]
+    /// Initial WebSocket read buffer per session; a larger frame grows it while it is read.
+    #[arg(long, env = "RESUME_WS_READ_BUFFER_BYTES", default_value_t = 256)]
     pub ws_read_buffer_bytes: usize,
 
     /// WebSocket write buffer per session (frames are flushed beyond it).

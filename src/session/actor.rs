@@ -113,10 +113,14 @@ struct SessionActor {
     flood: FloodGuard,
     /// The write in flight.
     pending: Option<WriteFuture>,
-    /// Next ping.
+    /// When the next ping is due, unless something else is sent before.
     ping_at: Instant,
-    /// End of the idle timeout.
-    idle_at: Instant,
+    /// When the last frame arrived (or the session started): the idle timeout
+    /// counts from here.
+    heard_at: Instant,
+    /// When the last frame was sent to the client (the hello at first): pings
+    /// count from here.
+    sent_at: Instant,
 }
 
 /// Runs a session to its end: hello, ticks, writes, final write, close.
@@ -140,7 +144,8 @@ where
         book: PositionBook::new(book_settings, ctx.resume_position_ms),
         pending: None,
         ping_at: now + settings.ping_interval,
-        idle_at: now + settings.idle_timeout,
+        heard_at: now,
+        sent_at: now,
         ctx,
     };
     let hello = ServerMessage::Hello {
@@ -161,6 +166,21 @@ where
     } else {
         SocketEnd::ClientGone
     };
+    // Boxed: the closing steps run once, at the end; their futures take heap
+    // room then instead of room in every session task for its whole life.
+    Box::pin(finish(socket, actor, end)).await;
+}
+
+/// The end of a session: the final write, the close handshake, the last
+/// write attempt if the first did not settle in time.
+async fn finish<S>(mut socket: S, mut actor: SessionActor, end: SocketEnd)
+where
+    S: Stream<Item = Result<Message, axum::Error>>
+        + Sink<Message, Error = axum::Error>
+        + Unpin
+        + Send,
+{
+    let settings = Arc::clone(&actor.ctx.settings);
     let reason = if end == SocketEnd::Shutdown {
         FlushReason::Shutdown
     } else {
@@ -230,10 +250,11 @@ impl SessionActor {
                 () = &mut cancelled => return SocketEnd::Shutdown,
                 outcome = wait_for(&mut self.pending) => {
                     self.pending = None;
-                    if let Some(ack) = self.write_finished(outcome)
-                        && !send(socket, Message::Text(ack.into()), send_timeout).await
-                    {
-                        return SocketEnd::ClientGone;
+                    if let Some(ack) = self.write_finished(outcome) {
+                        if !send(socket, Message::Text(ack.into()), send_timeout).await {
+                            return SocketEnd::ClientGone;
+                        }
+                        self.sent_at = Instant::now();
                     }
                 }
                 frame = socket.next() => {
@@ -246,20 +267,32 @@ impl SessionActor {
                     // One monotonic reading per frame serves the idle timer, the
                     // flood check and the tick.
                     let now = Instant::now();
-                    self.idle_at = now + self.ctx.settings.idle_timeout;
+                    self.heard_at = now;
                     if let Some(end) = self.on_message(socket, message, now).await {
                         return end;
                     }
                 }
                 () = &mut timer => {
                     let now = Instant::now();
-                    if now >= self.idle_at {
+                    if now >= self.heard_at + self.ctx.settings.idle_timeout {
                         return SocketEnd::Idle;
                     }
                     if now >= self.ping_at {
-                        self.ping_at = now + self.ctx.settings.ping_interval;
-                        if !send(socket, Message::Ping(Default::default()), send_timeout).await {
-                            return SocketEnd::ClientGone;
+                        // A ping is due only after an interval in which nothing
+                        // was sent: an acknowledgement keeps the connection
+                        // busy in the server's direction just as well (proxies
+                        // time out quiet upstreams), so a playing viewer, whose
+                        // positions are acknowledged every few seconds, costs
+                        // no pings.
+                        let quiet_from = self.sent_at + self.ctx.settings.ping_interval;
+                        if now < quiet_from {
+                            self.ping_at = quiet_from;
+                        } else {
+                            self.ping_at = now + self.ctx.settings.ping_interval;
+                            if !send(socket, Message::Ping(Default::default()), send_timeout).await {
+                                return SocketEnd::ClientGone;
+                            }
+                            self.sent_at = now;
                         }
                     }
                     self.start_write(now);
@@ -270,7 +303,9 @@ impl SessionActor {
 
     /// The earliest moment the actor must wake up without input.
     fn next_deadline(&self) -> Instant {
-        let deadline = self.ping_at.min(self.idle_at);
+        let deadline = self
+            .ping_at
+            .min(self.heard_at + self.ctx.settings.idle_timeout);
         match self.book.next_write_at() {
             Some(at) if self.pending.is_none() => deadline.min(at),
             _ => deadline,
@@ -289,7 +324,7 @@ impl SessionActor {
         now: Instant,
     ) -> Option<SocketEnd>
     where
-        S: Sink<Message, Error = axum::Error> + Unpin,
+        S: Sink<Message, Error = axum::Error> + Unpin + Send,
     {
         if let Message::Close(_) = message {
             return Some(SocketEnd::ClientClosed);
@@ -326,8 +361,11 @@ impl SessionActor {
         }
         let (reason, message) = reply?;
         let error = reject(&self.ctx.metrics, reason, message);
-        (!send(socket, error, self.ctx.settings.send_timeout).await)
-            .then_some(SocketEnd::ClientGone)
+        if !send(socket, error, self.ctx.settings.send_timeout).await {
+            return Some(SocketEnd::ClientGone);
+        }
+        self.sent_at = now;
+        None
     }
 
     /// Starts the write the book says is due, if none is in flight.
@@ -438,11 +476,18 @@ async fn wait_for(pending: &mut Option<WriteFuture>) -> Result<PutOutcome, Store
 }
 
 /// Sends a message within the send timeout; false when the client is gone or stuck.
-async fn send<S>(socket: &mut S, message: Message, limit: Duration) -> bool
+///
+/// Boxed: the send and its timer live on the heap only while a send is under
+/// way, instead of taking room in every session task for its whole life.
+fn send<'s, S>(
+    socket: &'s mut S,
+    message: Message,
+    limit: Duration,
+) -> Pin<Box<dyn Future<Output = bool> + Send + 's>>
 where
-    S: Sink<Message, Error = axum::Error> + Unpin,
+    S: Sink<Message, Error = axum::Error> + Unpin + Send,
 {
-    matches!(timeout(limit, socket.send(message)).await, Ok(Ok(())))
+    Box::pin(async move { matches!(timeout(limit, socket.send(message)).await, Ok(Ok(()))) })
 }
 
 fn reject(metrics: &Metrics, reason: RejectReason, message: String) -> Message {
@@ -654,7 +699,7 @@ mod tests {
     #[test]
     fn the_session_task_stays_small() {
         let size = session_future_size();
-        assert!(size <= 2048, "the session future grew to {size} bytes");
+        assert!(size <= 1400, "the session future grew to {size} bytes");
     }
 
     #[tokio::test(start_paused = true)]
@@ -733,6 +778,31 @@ mod tests {
         Harness::advance(RETRY_MAX).await;
         assert_eq!(h.store.positions(), [9_000]);
         assert_eq!(h.store.writes.lock().unwrap()[0], attempts[0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_playing_viewer_gets_acknowledgements_instead_of_pings() {
+        let mut h = Harness::start();
+        for second in 0..65 {
+            h.tick(f64::from(second));
+            Harness::advance(Duration::from_secs(1)).await;
+        }
+        let sent = h.sent();
+        assert!(
+            sent.iter()
+                .any(|m| matches!(m, Message::Text(t) if t.contains("saved")))
+        );
+        assert!(
+            !sent.iter().any(|m| matches!(m, Message::Ping(_))),
+            "{sent:?}"
+        );
+        // A paused player repeating its position gets no acknowledgements, so
+        // pings come back to keep the server's direction of the line busy.
+        for _ in 0..30 {
+            h.tick(64.0);
+            Harness::advance(Duration::from_secs(1)).await;
+        }
+        assert!(h.sent().iter().any(|m| matches!(m, Message::Ping(_))));
     }
 
     #[tokio::test(start_paused = true)]

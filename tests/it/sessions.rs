@@ -195,6 +195,20 @@ async fn junk_frames_get_errors_and_the_session_goes_on(backend: TestBackend) {
     session.expect_saved(8.0).await;
 }
 
+/// The read buffer is small (a tick is about 60 bytes); a frame many times its
+/// size, up to the frame limit, is still read whole.
+async fn a_frame_far_larger_than_the_read_buffer_is_read_whole(backend: TestBackend) {
+    let server = backend.start(&[]).await;
+    let (mut session, _) = server.session("alice", "clock").await;
+    let padding = " ".repeat(4000);
+    session
+        .send_text(&format!(
+            r#"{{"type":"tick",{padding}"position_seconds":9.5}}"#
+        ))
+        .await;
+    session.expect_saved(9.5).await;
+}
+
 async fn an_oversized_frame_closes_with_1009_and_the_server_lives_on(backend: TestBackend) {
     let server = backend.start(&[]).await;
     let (mut session, _) = server.session("alice", "clock").await;
@@ -397,6 +411,7 @@ crate::backend_tests!(
     ended_saves_at_once,
     a_newer_tick_from_another_device_wins_over_a_late_flush,
     junk_frames_get_errors_and_the_session_goes_on,
+    a_frame_far_larger_than_the_read_buffer_is_read_whole,
     an_oversized_frame_closes_with_1009_and_the_server_lives_on,
     refused_upgrades_get_http_errors,
     session_caps_answer_503_and_429_while_existing_sessions_carry_on,

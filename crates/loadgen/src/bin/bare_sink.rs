@@ -44,7 +44,7 @@ struct Cli {
     #[arg(long, env = "RESUME_MAX_FRAME_BYTES", default_value_t = 4096)]
     max_frame_bytes: usize,
     /// Initial WebSocket read buffer (server: --ws-read-buffer-bytes).
-    #[arg(long, env = "RESUME_WS_READ_BUFFER_BYTES", default_value_t = 1024)]
+    #[arg(long, env = "RESUME_WS_READ_BUFFER_BYTES", default_value_t = 256)]
     ws_read_buffer_bytes: usize,
     /// WebSocket write buffer (server: --ws-write-buffer-bytes).
     #[arg(long, env = "RESUME_WS_WRITE_BUFFER_BYTES", default_value_t = 0)]
