@@ -166,21 +166,6 @@ where
     } else {
         SocketEnd::ClientGone
     };
-    // Boxed: the closing steps run once, at the end; their futures take heap
-    // room then instead of room in every session task for its whole life.
-    Box::pin(finish(socket, actor, end)).await;
-}
-
-/// The end of a session: the final write, the close handshake, the last
-/// write attempt if the first did not settle in time.
-async fn finish<S>(mut socket: S, mut actor: SessionActor, end: SocketEnd)
-where
-    S: Stream<Item = Result<Message, axum::Error>>
-        + Sink<Message, Error = axum::Error>
-        + Unpin
-        + Send,
-{
-    let settings = Arc::clone(&actor.ctx.settings);
     let reason = if end == SocketEnd::Shutdown {
         FlushReason::Shutdown
     } else {
