@@ -101,15 +101,27 @@ pub enum Audience {
     Many(Vec<String>),
 }
 
-/// Verification (and, with a secret, signing) keys.
+/// Verification (and, with a secret, signing) keys; one `Arc`, cloned by the
+/// auth extractors on every request.
 #[derive(Clone)]
-pub struct AuthKeys {
+pub struct AuthKeys(Arc<Keys>);
+
+impl std::ops::Deref for AuthKeys {
+    type Target = Keys;
+
+    fn deref(&self) -> &Keys {
+        &self.0
+    }
+}
+
+/// The parts of [`AuthKeys`].
+pub struct Keys {
     /// Key the signature is checked with.
-    decoding: Arc<DecodingKey>,
+    decoding: DecodingKey,
     /// Accepted algorithm and required claims.
-    validation: Arc<Validation>,
+    validation: Validation,
     /// Present with a shared secret: lets the server mint tokens (CLI, demo login).
-    encoding: Option<Arc<EncodingKey>>,
+    encoding: Option<EncodingKey>,
     /// `iss` / `aud` put into minted tokens so they pass our own validation.
     issuer: Option<String>,
     /// See `issuer`.
@@ -156,12 +168,7 @@ impl AuthKeys {
                 .map_err(|e| ConfigError::new("RESUME_JWT_SECRET", e.to_string()))?;
             let encoding = EncodingKey::from_secret(&secret)
                 .map_err(|e| ConfigError::new("RESUME_JWT_SECRET", e.to_string()))?;
-            (
-                decoding,
-                Algorithm::HS256,
-                Some(Arc::new(encoding)),
-                demo_mode,
-            )
+            (decoding, Algorithm::HS256, Some(encoding), demo_mode)
         };
 
         let mut validation = Validation::new(algorithm);
@@ -184,14 +191,14 @@ impl AuthKeys {
             Some(audience) => validation.set_audience(&[audience]),
             None => validation.validate_aud = false,
         }
-        Ok(Self {
-            decoding: Arc::new(decoding),
-            validation: Arc::new(validation),
+        Ok(Self(Arc::new(Keys {
+            decoding,
+            validation,
             encoding,
             issuer: config.jwt_issuer.clone(),
             audience: config.jwt_audience.clone(),
             demo_mode,
-        })
+        })))
     }
 
     /// Whether the secret was generated at start (no key configured).

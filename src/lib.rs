@@ -153,11 +153,7 @@ async fn serve(
 
     let sessions_stop = state.shutdown.clone();
     let grace = Duration::from_millis(config.shutdown_grace_ms);
-    let limits = server::ConnectionLimits {
-        max_connections: config.max_connections,
-        header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
-        drain_timeout: grace,
-    };
+    let limits = server::ConnectionLimits::from_config(&config);
     // One grace period for the whole stop: the HTTP drain and the sessions'
     // final writes run at the same time and share its deadline.
     let deadline = Arc::new(std::sync::OnceLock::new());

@@ -36,6 +36,17 @@ pub struct ConnectionLimits {
     pub drain_timeout: Duration,
 }
 
+impl ConnectionLimits {
+    /// The limits `config` sets; the drain shares the shutdown grace period.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            max_connections: config.max_connections,
+            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+            drain_timeout: Duration::from_millis(config.shutdown_grace_ms),
+        }
+    }
+}
+
 /// Pause after an accept error (such as running out of file descriptors), so
 /// the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);

@@ -1,8 +1,10 @@
 //! The shared state every handler receives, and its construction from the config.
 //!
-//! Handlers take only the parts they need through axum's `FromRef`; nothing here
-//! is global.
+//! One `Arc` holds every part: axum clones the state for each extractor that
+//! asks for it, and one reference count per request is cheaper than one per
+//! part (a dozen, on the read path). Nothing here is global.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,9 +48,27 @@ pub struct HttpSettings {
     pub demo_login: bool,
 }
 
-/// Everything handlers share.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// Everything handlers share, cheap to clone (see the module docs).
+#[derive(Clone)]
+pub struct AppState(Arc<AppParts>);
+
+impl Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The token verification the auth extractors need.
+impl FromRef<AppState> for AuthKeys {
+    fn from_ref(state: &AppState) -> AuthKeys {
+        state.keys.clone()
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct AppParts {
     /// Token verification.
     pub keys: AuthKeys,
     /// Titles.
@@ -100,7 +120,7 @@ impl AppState {
                 .collect(),
             demo_login: keys.is_demo_mode() || (config.demo_login && keys.can_sign()),
         };
-        Self {
+        Self(Arc::new(AppParts {
             keys,
             catalog,
             store,
@@ -112,9 +132,11 @@ impl AppState {
             session_tasks: TaskTracker::new(),
             clock: Arc::new(SystemClock),
             readiness: Readiness::default(),
-        }
+        }))
     }
+}
 
+impl AppParts {
     /// Looks a title up or answers 404.
     pub fn movie(&self, movie_id: &str) -> Result<&Movie, ApiError> {
         self.catalog

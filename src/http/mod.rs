@@ -39,8 +39,15 @@ pub fn app(state: AppState, static_dir: &Path) -> Router {
     if let Some(cors) = cors_layer(&http.allowed_origins) {
         router = router.layer(cors);
     }
-    // The span carries the path only: query strings may hold access tokens.
-    // It is a debug span: at the default `info` level it costs nothing per request.
+    with_request_tracing(router)
+}
+
+/// Wraps `router` in the request tracing every route gets (public so that the
+/// benchmarks' bare sink runs the same HTTP layer).
+///
+/// The span carries the path only: query strings may hold access tokens. It is
+/// a debug span: at the default `info` level it costs nothing per request.
+pub fn with_request_tracing(router: Router) -> Router {
     router.layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
         tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
     }))

@@ -1,9 +1,10 @@
 //! `bare_sink`: a bench-only server that shows the ceiling of the stack
 //! resume-server is built on (benchmark scenarios 2 and 4, docs/BENCHMARKS.md).
 //!
-//! Same axum + tokio + tungstenite stack, the same JWT verification (the
-//! server's own `AuthKeys` extractors) and the same WebSocket buffer settings as
-//! `http::session`, but a session only sends a constant hello, then parses each
+//! Same axum + tokio + tungstenite stack, the same HTTP layer (the server's
+//! accept loop with its connection limits and header deadline, and its request
+//! tracing), the same JWT verification (the server's own `AuthKeys`
+//! extractors) and the same WebSocket buffer settings as `http::session`, but a session only sends a constant hello, then parses each
 //! tick's JSON and drops it: no actor timers, no registry, no store, no acks.
 //! `GET /api/v1/stream` verifies the token and returns a constant body.
 //! `/metrics` counts ticks and live sessions under the server's metric names so
@@ -170,11 +171,16 @@ async fn main() -> std::process::ExitCode {
             max_frame: cli.max_frame_bytes,
         }),
     };
-    let app = Router::new()
-        .route("/api/v1/stream/session", get(session))
-        .route("/api/v1/stream", get(stream))
-        .route("/metrics", get(metrics))
-        .with_state(state);
+    // The server's HTTP layer (request tracing, accept loop, connection limits),
+    // so that a comparison with the server measures its handlers, not the layer.
+    let app = resume_server::http::with_request_tracing(
+        Router::new()
+            .route("/api/v1/stream/session", get(session))
+            .route("/api/v1/stream", get(stream))
+            .route("/metrics", get(metrics))
+            .with_state(state),
+    );
+    let limits = resume_server::server::ConnectionLimits::from_config(&config);
     let listener = match resume_server::server::bind(cli.listen, cli.listen_backlog) {
         Ok(listener) => listener,
         Err(e) => {
@@ -183,14 +189,6 @@ async fn main() -> std::process::ExitCode {
         }
     };
     eprintln!("bare_sink listening on {}", cli.listen);
-    match axum::serve(listener, app)
-        .with_graceful_shutdown(resume_server::shutdown_signal())
-        .await
-    {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bare_sink: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    resume_server::server::serve(listener, app, limits, resume_server::shutdown_signal()).await;
+    std::process::ExitCode::SUCCESS
 }
