@@ -355,7 +355,88 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 #[cfg(test)]
 mod tests {
-    use super::wins;
+    use super::*;
+
+    /// Writes that meet in one batch: per key, only the newest is applied, and
+    /// every other learns it was superseded by exactly that one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_keeps_the_newest_write_of_each_key() {
+        let dir = tempfile::tempdir().unwrap();
+        // A commit delay far longer than it takes to queue every write below.
+        let store =
+            Arc::new(EmbeddedStore::open_with(dir.path(), Duration::from_millis(500)).unwrap());
+        store
+            .put(PositionWrite {
+                user_id: "u".into(),
+                movie_id: "stored".into(),
+                position_ms: 500,
+                written_at_micros: 50,
+            })
+            .await
+            .unwrap();
+        // (movie, position, timestamp), shuffled: "stored" competes with its
+        // stored write (timestamp 50), and a tie goes to the larger position.
+        let writes = [
+            ("b", 2, 20),
+            ("a", 3, 30),
+            ("stored", 400, 40),
+            ("a", 1, 10),
+            ("b", 9, 20),
+            ("c", 7, 70),
+            ("a", 2, 20),
+            ("b", 1, 10),
+            ("stored", 600, 60),
+        ];
+        let outcomes =
+            futures_util::future::join_all(writes.iter().map(|&(movie, position, at)| {
+                let store = Arc::clone(&store);
+                async move {
+                    store
+                        .put(PositionWrite {
+                            user_id: "u".into(),
+                            movie_id: movie.into(),
+                            position_ms: position,
+                            written_at_micros: at,
+                        })
+                        .await
+                        .unwrap()
+                }
+            }))
+            .await;
+        assert_eq!(
+            store.stats.commits.load(Ordering::Relaxed),
+            2,
+            "one batch after the first write"
+        );
+        let winner = |movie: &str| match movie {
+            "a" => (3, 30),
+            "b" => (9, 20),
+            "c" => (7, 70),
+            _ => (600, 60),
+        };
+        for (&(movie, position, at), outcome) in writes.iter().zip(&outcomes) {
+            let (win_position, win_at) = winner(movie);
+            match outcome {
+                PutOutcome::Applied => {
+                    assert_eq!((position, at), (win_position, win_at), "{movie} {position}")
+                }
+                PutOutcome::Superseded(Stored::Position(by)) => {
+                    assert_ne!((position, at), (win_position, win_at), "{movie} {position}");
+                    assert_eq!(
+                        (by.movie_id.as_str(), by.position_ms, by.updated_at_micros),
+                        (movie, win_position, win_at)
+                    );
+                }
+                other => panic!("{movie} {position}: {other:?}"),
+            }
+        }
+        for movie in ["a", "b", "c", "stored"] {
+            let Some(Stored::Position(saved)) = store.get("u", movie).await.unwrap() else {
+                panic!("{movie} stored")
+            };
+            assert_eq!((saved.position_ms, saved.updated_at_micros), winner(movie));
+        }
+    }
 
     #[test]
     fn newer_timestamp_wins_whatever_the_values() {
