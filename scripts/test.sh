@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test of resume-server: the Rust unit and integration tests, then the
-# browser end-to-end test in Debian's headless Chromium.
+# Runs every test of resume-server: the Rust unit and integration tests, the
+# AsyncAPI document's validation, then the browser end-to-end test in Debian's
+# headless Chromium.
 #
-# The end-to-end test needs /usr/bin/chromium and tests/e2e/node_modules
-# (`apt-get install chromium` and `npm ci --prefix tests/e2e`; .ci/run does both).
+# The validation needs Node.js and tests/e2e/node_modules (installed here with
+# `npm ci` when missing); the end-to-end test needs /usr/bin/chromium too
+# (`apt-get install chromium`; .ci/run installs both).
 # Without Chromium it is skipped with a message, except under CI=1, where a
 # missing browser is a failure.
 set -euo pipefail
@@ -14,6 +16,12 @@ cd "$(dirname "$0")/.."
 cargo build --workspace --bins
 cargo test --workspace --all-targets
 
+# The session protocol's AsyncAPI document, checked by the AsyncAPI parser.
+if [[ ! -d tests/e2e/node_modules ]]; then
+    npm ci --prefix tests/e2e --no-audit --no-fund
+fi
+npm run contract --prefix tests/e2e
+
 if [[ ! -x /usr/bin/chromium ]]; then
     if [[ "${CI:-}" == "1" ]]; then
         echo "test.sh: /usr/bin/chromium is missing; CI must install it" >&2
@@ -21,8 +29,5 @@ if [[ ! -x /usr/bin/chromium ]]; then
     fi
     echo "test.sh: skipping the browser end-to-end test: /usr/bin/chromium is not installed" >&2
     exit 0
-fi
-if [[ ! -d tests/e2e/node_modules ]]; then
-    npm ci --prefix tests/e2e --no-audit --no-fund
 fi
 RESUME_SERVER_BIN="$PWD/target/debug/resume-server" npm test --prefix tests/e2e

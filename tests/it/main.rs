@@ -11,6 +11,7 @@ mod hostile;
 mod http_api;
 mod outages;
 mod positions;
+mod session_contract;
 mod sessions;
 mod signals;
 mod store_cassandra;

@@ -51,8 +51,17 @@ async fn next_message(session: &mut crate::support::Session) -> Result<Value, Op
             .await
             .expect("message in time")
         {
-            Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text).unwrap()),
-            Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| u16::from(f.code))),
+            Some(Ok(Message::Text(text))) => {
+                crate::support::contract::check_server_message(&text);
+                return Ok(serde_json::from_str(&text).unwrap());
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let code = frame.map(|f| u16::from(f.code));
+                if let Some(code) = code {
+                    crate::support::contract::check_close_code(code);
+                }
+                return Err(code);
+            }
             Some(Ok(_)) => {}
             Some(Err(_)) | None => return Err(None),
         }

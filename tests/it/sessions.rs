@@ -391,14 +391,7 @@ async fn shutdown_closes_sessions_with_1001_after_writing_them(backend: TestBack
 async fn a_client_close_is_answered_with_a_close(backend: TestBackend) {
     let server = backend.start(&[]).await;
     let (mut session, _) = server.session("alice", "clock").await;
-    session
-        .ws
-        .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
-            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
-            reason: "bye".into(),
-        }))
-        .await
-        .unwrap();
+    session.send_close(1000).await;
     assert_eq!(session.close_code().await, Some(1000));
 }
 

@@ -823,7 +823,10 @@ impl Viewer {
                 }
                 message = session.ws.next() => {
                     match message {
-                        Some(Ok(Message::Text(text))) => self.heard(node, &text),
+                        Some(Ok(Message::Text(text))) => {
+                            super::contract::check_server_message(&text);
+                            self.heard(node, &text);
+                        }
                         Some(Ok(Message::Close(_))) => {
                             // Let the library answer the close, briefly.
                             let _ = timeout(Duration::from_secs(1), async {
@@ -888,7 +891,10 @@ impl Viewer {
 async fn next_text(session: &mut Session) -> Option<Value> {
     loop {
         match session.ws.next().await? {
-            Ok(Message::Text(text)) => return serde_json::from_str(&text).ok(),
+            Ok(Message::Text(text)) => {
+                super::contract::check_server_message(&text);
+                return serde_json::from_str(&text).ok();
+            }
             Ok(Message::Close(_)) | Err(_) => return None,
             Ok(_) => continue,
         }

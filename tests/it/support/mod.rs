@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod cluster;
+pub mod contract;
 pub mod faulty;
 
 use std::future::Future;
@@ -321,6 +322,8 @@ where
 pub struct Session {
     /// The socket.
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The code of the close this client sent, which the server echoes.
+    sent_close: Option<u16>,
 }
 
 impl Session {
@@ -338,7 +341,10 @@ impl Session {
             format!("Bearer {}", token(user)).parse().unwrap(),
         );
         let (ws, _) = tokio_tungstenite::connect_async(request).await?;
-        Ok(Self { ws })
+        Ok(Self {
+            ws,
+            sent_close: None,
+        })
     }
 
     /// Sends a tick.
@@ -367,7 +373,10 @@ impl Session {
                 .await
                 .expect("message in time")?
             {
-                Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).expect("json")),
+                Ok(Message::Text(text)) => {
+                    contract::check_server_message(&text);
+                    return Some(serde_json::from_str(&text).expect("json"));
+                }
                 Ok(Message::Close(_)) | Err(_) => return None,
                 Ok(_) => continue,
             }
@@ -404,11 +413,32 @@ impl Session {
                 .await
                 .expect("close in time")
             {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(Message::Close(frame))) => {
+                    let code = frame.map(|f| u16::from(f.code));
+                    // The server's own closes are in the contract; the answer
+                    // to ours carries our code.
+                    if let Some(code) = code.filter(|&code| Some(code) != self.sent_close) {
+                        contract::check_close_code(code);
+                    }
+                    return code;
+                }
+                Some(Ok(Message::Text(text))) => contract::check_server_message(&text),
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return None,
             }
         }
+    }
+
+    /// Sends a close frame with `code` (the server answers with the same code).
+    pub async fn send_close(&mut self, code: u16) {
+        self.sent_close = Some(code);
+        self.ws
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: code.into(),
+                reason: "bye".into(),
+            }))
+            .await
+            .expect("send a close");
     }
 
     /// A clean close from the client.
