@@ -19,6 +19,8 @@
 //!   in production.
 //! * **Readiness.** `readiness` probes the store in the background and keeps
 //!   what `/readyz` answers, with hysteresis.
+//! * **Browser lockdown.** Every response carries the browser's security
+//!   headers (`http::security_headers`).
 //! * `config` holds every knob (`secret` keeps secrets off the command line and
 //!   out of logs), `auth` verifies tokens, `catalog` knows the titles, `metrics`
 //!   counts, and [`run`] ties it together with a shutdown that waits for every

@@ -1,10 +1,11 @@
 //! The HTTP surface: one router per route family, assembled by [`app`] with the
-//! layers every route shares (body limit, CORS, request tracing without query
-//! strings, the static demo).
+//! layers every route shares (body limit, CORS, browser security headers,
+//! request tracing without query strings, the static demo).
 
 pub mod catalog;
 pub mod ops;
 pub mod progress;
+pub mod security_headers;
 pub mod session;
 pub mod stream;
 
@@ -39,6 +40,7 @@ pub fn app(state: AppState, static_dir: &Path) -> Router {
     if let Some(cors) = cors_layer(&http.allowed_origins) {
         router = router.layer(cors);
     }
+    let router = security_headers::with_security_headers(router);
     // The span carries the path only: query strings may hold access tokens.
     // It is a debug span: at the default `info` level it costs nothing per request.
     router.layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {

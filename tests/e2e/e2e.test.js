@@ -1,6 +1,8 @@
 // End-to-end: the real resume-server binary and Debian's Chromium, driven the
 // way a viewer would. Watches a title, leaves, comes back to the same spot;
 // finishes a title and finds it restarting; checks positions are per viewer.
+// Throughout, it watches the browser itself: no page may break its Content
+// Security Policy.
 //
 // Env: RESUME_SERVER_BIN (default ../../target/debug/resume-server),
 //      CHROMIUM_BIN (default /usr/bin/chromium),
@@ -29,7 +31,7 @@ const STEP_MS = 20_000;
 
 let server; // { baseUrl, stop() }
 let browser;
-const problems = []; // console errors/warnings and page errors, from every page
+const problems = []; // console errors/warnings, page errors and CSP violations, from every page
 
 before(async () => {
   await mkdir(artifacts, { recursive: true });
@@ -131,9 +133,32 @@ test('a viewer resumes where they stopped, per title and per viewer', async (t) 
     await page.close({ runBeforeUnload: true });
   });
 
-  await t.test('no page logged an error or warning', () => {
+  await t.test('no page logged an error or warning, or broke its Content Security Policy', () => {
     assert.deepEqual(problems, []);
   });
+});
+
+test('the Content Security Policy blocks an injected inline script, and the test sees it', async () => {
+  // Proves the violation listener of openPage works: a page that obeys its
+  // policy reports nothing, but only if a broken rule would be reported.
+  const page = await browser.newPage();
+  const violations = [];
+  await watchCsp(page, (violation) => violations.push(violation));
+  const response = await page.goto(`${server.baseUrl}/`);
+  const policy = response.headers()['content-security-policy'] ?? '';
+  assert.match(policy, /script-src 'self'/);
+  assert.doesNotMatch(policy, /unsafe-inline|unsafe-eval/);
+  assert.equal(response.headers()['x-content-type-options'], 'nosniff');
+  assert.equal(response.headers()['referrer-policy'], 'no-referrer');
+  await page.evaluate(() => {
+    const script = document.createElement('script');
+    script.textContent = 'window.inlineScriptRan = true;';
+    document.head.append(script);
+  });
+  await until(async () => violations.length > 0, STEP_MS, () => 'no violation was reported');
+  assert.equal(await page.evaluate(() => window.inlineScriptRan === true), false, 'the inline script ran');
+  assert.match(violations[0], /script-src/);
+  await page.close();
 });
 
 // ---- page helpers ------------------------------------------------------------
@@ -141,13 +166,28 @@ test('a viewer resumes where they stopped, per title and per viewer', async (t) 
 async function openPage() {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.on('console', (message) => {
-    if (message.type() === 'error' || message.type() === 'warning') {
+    if (message.type() === 'error' || message.type() === 'warning'
+      || /content security policy/i.test(message.text())) {
       problems.push(`console ${message.type()}: ${message.text()} (${message.location().url})`);
     }
   });
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  await watchCsp(page, (violation) => problems.push(`CSP violation: ${violation}`));
   await page.goto(`${server.baseUrl}/`);
   return page;
+}
+
+/** Calls `report` with every Content Security Policy violation the page sees. */
+async function watchCsp(page, report) {
+  await page.exposeFunction('reportCspViolation', report);
+  // Init scripts are the test's, not the page's: the policy does not apply to them.
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (event) => {
+      window.reportCspViolation(
+        `${event.violatedDirective} blocked ${event.blockedURI || 'inline'} at ${event.sourceFile}:${event.lineNumber}`,
+      );
+    });
+  });
 }
 
 async function logIn(page, name) {

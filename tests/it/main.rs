@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real servers on port 0.
 
 mod auth;
+mod browser_lockdown;
 mod cassandra_layout;
 mod cassandra_tls;
 mod cli;
