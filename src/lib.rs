@@ -19,6 +19,10 @@
 //!   in production.
 //! * **Readiness.** `readiness` probes the store in the background and keeps
 //!   what `/readyz` answers, with hysteresis.
+//! * **Browser sessions.** A browser cannot set headers on a WebSocket, so it
+//!   asks for a single-use, short-lived ticket over the API
+//!   (`session_tickets`, `http::session_ticket`) and opens the session with it;
+//!   `http::session_auth` decides which credential an upgrade carries.
 //! * **Browser lockdown.** Every response carries the browser's security
 //!   headers (`http::security_headers`).
 //! * `config` holds every knob (`secret` keeps secrets off the command line and
@@ -41,6 +45,7 @@ pub mod resume;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod session_tickets;
 pub mod state;
 pub mod store;
 
@@ -135,6 +140,19 @@ pub async fn run_with_store(
     serve(config, store, listener, shutdown).await
 }
 
+/// [`run`] on a wall clock the caller holds (tests move it to expire session
+/// tickets without waiting).
+pub async fn run_with_clock(
+    config: Config,
+    clock: clock::SharedClock,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    config.validate()?;
+    let store = open_store(&config).await?;
+    serve_on_clock(config, store, clock, listener, shutdown).await
+}
+
 /// Serves a validated config on an opened store (the body of [`run`]).
 async fn serve(
     config: Config,
@@ -142,7 +160,26 @@ async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let state = build_state(&config, store)?;
+    serve_on_clock(
+        config,
+        store,
+        Arc::new(clock::SystemClock),
+        listener,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with the wall clock that stamps writes and expires tickets.
+async fn serve_on_clock(
+    config: Config,
+    store: SharedStore,
+    clock: clock::SharedClock,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let mut state = build_state(&config, store)?;
+    state.clock = clock;
     let prober = readiness::spawn_prober(
         state.store.clone(),
         state.readiness.clone(),

@@ -20,6 +20,7 @@ use crate::position_reads::PositionReads;
 use crate::readiness::Readiness;
 use crate::resume::{CompletionThreshold, ResumeDecision, resume_position};
 use crate::session::{SessionRegistry, SessionSettings};
+use crate::session_tickets::SessionTicketBook;
 use crate::store::{SavedPosition, SharedStore};
 
 /// A session whose client takes no message for this long is treated as gone.
@@ -44,6 +45,8 @@ pub struct HttpSettings {
     pub allowed_origins: Arc<[String]>,
     /// Whether `POST /api/v1/demo/token` exists.
     pub demo_login: bool,
+    /// Whether a session upgrade may carry its token as `?access_token=` (deprecated).
+    pub allow_query_token: bool,
 }
 
 /// Everything handlers share.
@@ -71,6 +74,8 @@ pub struct AppState {
     pub clock: SharedClock,
     /// What `/readyz` answers, kept by the readiness prober.
     pub readiness: Readiness,
+    /// Unredeemed session tickets issued by this node.
+    pub session_tickets: Arc<SessionTicketBook>,
 }
 
 impl AppState {
@@ -99,7 +104,13 @@ impl AppState {
                 .filter(|o| !o.is_empty())
                 .collect(),
             demo_login: keys.is_demo_mode() || (config.demo_login && keys.can_sign()),
+            allow_query_token: config.allow_query_token,
         };
+        let session_tickets = SessionTicketBook::new(
+            Duration::from_secs(config.session_ticket_ttl_secs),
+            config.max_session_tickets_per_user as usize,
+            config.max_session_tickets as usize,
+        );
         Self {
             keys,
             catalog,
@@ -112,6 +123,7 @@ impl AppState {
             session_tasks: TaskTracker::new(),
             clock: Arc::new(SystemClock),
             readiness: Readiness::default(),
+            session_tickets: Arc::new(session_tickets),
         }
     }
 

@@ -7,6 +7,8 @@ pub mod ops;
 pub mod progress;
 pub mod security_headers;
 pub mod session;
+pub mod session_auth;
+pub mod session_ticket;
 pub mod stream;
 
 use std::path::Path;
@@ -29,6 +31,7 @@ pub fn app(state: AppState, static_dir: &Path) -> Router {
         .merge(stream::router())
         .merge(progress::router())
         .merge(session::router())
+        .merge(session_ticket::router())
         .merge(catalog::router(http.demo_login))
         .route("/api/{*path}", any(api_not_found))
         .layer(DefaultBodyLimit::max(http.max_body_bytes));

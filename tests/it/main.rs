@@ -12,6 +12,7 @@ mod hostile;
 mod http_api;
 mod outages;
 mod positions;
+mod session_tickets;
 mod sessions;
 mod signals;
 mod store_cassandra;
