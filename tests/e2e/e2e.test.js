@@ -1,7 +1,8 @@
 // End-to-end: the real resume-server binary and Debian's Chromium, driven the
 // way a viewer would. Watches a title, leaves, comes back to the same spot;
 // finishes a title and finds it restarting; checks positions are per viewer.
-// Throughout, it watches the browser itself: no page may break its Content
+// Throughout, it watches the browser itself: no URL Chromium requests (pages,
+// fetches, WebSockets) may carry a token, and no page may break its Content
 // Security Policy.
 //
 // Env: RESUME_SERVER_BIN (default ../../target/debug/resume-server),
@@ -32,6 +33,8 @@ const STEP_MS = 20_000;
 let server; // { baseUrl, stop() }
 let browser;
 const problems = []; // console errors/warnings, page errors and CSP violations, from every page
+const requestedUrls = []; // every URL Chromium requested, WebSockets included
+const tokens = new Set(); // every demo token a page logged in with
 
 before(async () => {
   await mkdir(artifacts, { recursive: true });
@@ -125,6 +128,7 @@ test('a viewer resumes where they stopped, per title and per viewer', async (t) 
     await page.getByTestId('login-name').fill('bob');
     await page.getByTestId('login-name').press('Enter');
     await waitForCatalog(page, 'bob');
+    tokens.add(await page.evaluate(() => sessionStorage.getItem('resume.token')));
     assert.equal(await page.getByTestId('continue-item').count(), 0, 'bob has nothing to continue');
     await page.locator('[data-testid=catalog-item][data-movie-id=clock]').getByTestId('play').focus();
     await page.keyboard.press('Enter');
@@ -135,6 +139,19 @@ test('a viewer resumes where they stopped, per title and per viewer', async (t) 
 
   await t.test('no page logged an error or warning, or broke its Content Security Policy', () => {
     assert.deepEqual(problems, []);
+  });
+
+  await t.test('no URL the browser requested carries a token', () => {
+    assert.ok(tokens.size >= 2, `logged in as alice and bob (${tokens.size} tokens seen)`);
+    const leaks = requestedUrls.filter(
+      (url) => /access_token|bearer/i.test(url) || [...tokens].some((token) => url.includes(token)),
+    );
+    assert.deepEqual(leaks, [], 'URLs that carry a token');
+    const sessions = requestedUrls.filter((url) => url.includes('/api/v1/stream/session?'));
+    assert.ok(sessions.length >= 3, `sessions were opened: ${JSON.stringify(sessions)}`);
+    for (const url of sessions) {
+      assert.match(url, /^ws:.*[?&]ticket=[A-Za-z0-9_-]{43}(&|$)/, 'a session opens with a ticket');
+    }
   });
 });
 
@@ -172,6 +189,8 @@ async function openPage() {
     }
   });
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('request', (request) => requestedUrls.push(request.url()));
+  page.on('websocket', (socket) => requestedUrls.push(socket.url()));
   await watchCsp(page, (violation) => problems.push(`CSP violation: ${violation}`));
   await page.goto(`${server.baseUrl}/`);
   return page;
@@ -194,6 +213,7 @@ async function logIn(page, name) {
   await page.getByTestId('login-name').fill(name);
   await page.getByTestId('login-submit').click();
   await waitForCatalog(page, name);
+  tokens.add(await page.evaluate(() => sessionStorage.getItem('resume.token')));
 }
 
 async function waitForCatalog(page, name) {
