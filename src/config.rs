@@ -142,6 +142,18 @@ pub struct Config {
     #[arg(long, env = "RESUME_DEMO_LOGIN")]
     pub demo_login: bool,
 
+    /// Demo logins one client address may make at once; more wait for the refill (429).
+    #[arg(long, env = "RESUME_DEMO_LOGIN_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub demo_login_burst: u32,
+
+    /// Demo logins per minute a client address gets back after its burst.
+    #[arg(long, env = "RESUME_DEMO_LOGIN_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub demo_login_per_minute: u32,
+
+    /// Client addresses the demo login limit tracks at most; beyond, new addresses share one bucket.
+    #[arg(long, env = "RESUME_DEMO_LOGIN_MAX_CLIENTS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub demo_login_max_clients: u32,
+
     /// Seconds a session ticket (POST /api/v1/stream/session-ticket) may be redeemed.
     #[arg(long, env = "RESUME_SESSION_TICKET_TTL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub session_ticket_ttl_secs: u64,
@@ -600,7 +612,7 @@ mod tests {
     }
 
     #[test]
-    fn session_ticket_limits_are_checked_by_the_parser() {
+    fn session_ticket_and_login_limits_are_checked_by_the_parser() {
         let config = parse(&[]);
         assert_eq!(config.session_ticket_ttl_secs, 30);
         assert_eq!(config.max_session_tickets_per_user, 16);
@@ -609,6 +621,9 @@ mod tests {
             "--session-ticket-ttl-secs",
             "--max-session-tickets-per-user",
             "--max-session-tickets",
+            "--demo-login-burst",
+            "--demo-login-per-minute",
+            "--demo-login-max-clients",
         ] {
             let refused = Config::from_env_and_args(["resume-server", knob, "0"]);
             assert!(refused.is_err(), "{knob} 0 is accepted");

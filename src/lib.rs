@@ -24,7 +24,8 @@
 //!   (`session_tickets`, `http::session_ticket`) and opens the session with it;
 //!   `http::session_auth` decides which credential an upgrade carries.
 //! * **Browser lockdown.** Every response carries the browser's security
-//!   headers (`http::security_headers`).
+//!   headers (`http::security_headers`), and the demo login is rate-limited
+//!   (`demo_login_limit`).
 //! * `config` holds every knob (`secret` keeps secrets off the command line and
 //!   out of logs), `auth` verifies tokens, `catalog` knows the titles, `metrics`
 //!   counts, and [`run`] ties it together with a shutdown that waits for every
@@ -36,6 +37,7 @@ pub mod auth;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod demo_login_limit;
 pub mod error;
 pub mod http;
 pub mod metrics;

@@ -3,6 +3,7 @@
 //! Handlers take only the parts they need through axum's `FromRef`; nothing here
 //! is global.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use crate::auth::{AuthKeys, UserId};
 use crate::catalog::{Catalog, Movie};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::demo_login_limit::DemoLoginLimiter;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::position_reads::PositionReads;
@@ -76,6 +78,8 @@ pub struct AppState {
     pub readiness: Readiness,
     /// Unredeemed session tickets issued by this node.
     pub session_tickets: Arc<SessionTicketBook>,
+    /// Buckets of the demo login's rate limit.
+    pub demo_logins: Arc<DemoLoginLimiter>,
 }
 
 impl AppState {
@@ -111,6 +115,11 @@ impl AppState {
             config.max_session_tickets_per_user as usize,
             config.max_session_tickets as usize,
         );
+        let demo_logins = DemoLoginLimiter::new(
+            NonZeroU32::new(config.demo_login_per_minute).unwrap_or(NonZeroU32::MIN),
+            NonZeroU32::new(config.demo_login_burst).unwrap_or(NonZeroU32::MIN),
+            config.demo_login_max_clients as usize,
+        );
         Self {
             keys,
             catalog,
@@ -124,6 +133,7 @@ impl AppState {
             clock: Arc::new(SystemClock),
             readiness: Readiness::default(),
             session_tickets: Arc::new(session_tickets),
+            demo_logins: Arc::new(demo_logins),
         }
     }
 
