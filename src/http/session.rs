@@ -3,8 +3,8 @@
 //! Everything that can refuse a session is checked *before* the upgrade, so the
 //! client gets an ordinary HTTP status and JSON body: credential (401, or 400
 //! for several), movie (404), browser origin (403), not an upgrade (400), then
-//! the credential is checked (401; a ticket is spent only here, once nothing
-//! else can refuse the request), per-user cap (429), process cap (503), and a
+//! the credential is checked (401; a ticket is spent here, so the checks that
+//! need no user never spend one), per-user cap (429), process cap (503), and a
 //! store that does not answer while no live session on this node holds the
 //! title (503: the hello needs the resume point). Then the socket is
 //! configured with explicit, small buffers and handed to the session actor,

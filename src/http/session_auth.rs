@@ -20,9 +20,8 @@
 //! An upgrade carries exactly one credential; more is a 400, so no client
 //! spends a ticket it did not mean to show. Parsing happens in the extractor;
 //! checking (a signature, a ticket's redemption) happens in [`authenticate`],
-//! which the handler calls only once everything else about the request is
-//! known to be fine, so a request refused for another reason leaves its
-//! ticket unspent.
+//! which the handler calls once every check that needs no user has passed,
+//! so a request refused by one of those leaves its ticket unspent.
 
 use std::sync::Once;
 
