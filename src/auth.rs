@@ -1,5 +1,9 @@
 //! Who is calling: JWT verification and the authenticated-user extractors.
 //!
+//! The server's session upgrade takes more credentials than a JWT (a session
+//! ticket, a subprotocol) and a knob for query tokens; `http::session_auth`
+//! reads those. [`SessionUser`] stays for tools that only verify JWTs.
+//!
 //! The user id is the `sub` of a token verified with the configured key, and
 //! nothing else: no route takes a user id from a body or query. Keys come from
 //! [`AuthKeys`] in the app state, never from globals.
@@ -248,7 +252,7 @@ fn unix_seconds() -> u64 {
 }
 
 /// The token from an `Authorization: Bearer …` header, if any.
-fn bearer_token(parts: &Parts) -> Result<Option<&str>, AuthError> {
+pub(crate) fn bearer_token(parts: &Parts) -> Result<Option<&str>, AuthError> {
     let Some(value) = parts.headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
@@ -284,7 +288,9 @@ where
 }
 
 /// A caller authenticated by the header or, because browsers cannot set headers
-/// on a WebSocket, by an `access_token` query parameter.
+/// on a WebSocket, by an `access_token` query parameter. The server's own
+/// session route uses `http::session_auth` instead, which also takes tickets
+/// and can refuse query tokens.
 #[derive(Debug, Clone)]
 pub struct SessionUser(pub UserId);
 
@@ -307,7 +313,7 @@ where
 }
 
 /// The first value of `name` in a URL query string, percent-decoded.
-fn form_urlencoded_value(query: &str, name: &str) -> Option<String> {
+pub(crate) fn form_urlencoded_value(query: &str, name: &str) -> Option<String> {
     serde_urlencoded::from_str::<Vec<(String, String)>>(query)
         .ok()?
         .into_iter()
@@ -358,6 +364,7 @@ mod tests {
         #[test]
         fn query_strings_never_panic(query in ".{0,200}") {
             let _ = form_urlencoded_value(&query, "access_token");
+            let _ = form_urlencoded_value(&query, "ticket");
         }
 
         #[test]

@@ -142,6 +142,35 @@ pub struct Config {
     #[arg(long, env = "RESUME_DEMO_LOGIN")]
     pub demo_login: bool,
 
+    /// Demo logins one client address may make at once; more wait for the refill (429).
+    #[arg(long, env = "RESUME_DEMO_LOGIN_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub demo_login_burst: u32,
+
+    /// Demo logins per minute a client address gets back after its burst.
+    #[arg(long, env = "RESUME_DEMO_LOGIN_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub demo_login_per_minute: u32,
+
+    /// Client addresses the demo login limit tracks at most; beyond, new addresses share one bucket.
+    #[arg(long, env = "RESUME_DEMO_LOGIN_MAX_CLIENTS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub demo_login_max_clients: u32,
+
+    /// Seconds a session ticket (POST /api/v1/stream/session-ticket) may be redeemed.
+    #[arg(long, env = "RESUME_SESSION_TICKET_TTL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub session_ticket_ttl_secs: u64,
+
+    /// Unused session tickets one user may hold; more get 429.
+    #[arg(long, env = "RESUME_MAX_SESSION_TICKETS_PER_USER", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_session_tickets_per_user: u32,
+
+    /// Unused session tickets this process holds at most; more get 503.
+    #[arg(long, env = "RESUME_MAX_SESSION_TICKETS", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_session_tickets: u32,
+
+    /// Accept a token in the session URL (`?access_token=`), deprecated: tokens in URLs end
+    /// up in logs and history. Browsers should use a session ticket or the `bearer.` subprotocol.
+    #[arg(long, env = "RESUME_ALLOW_QUERY_TOKEN", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_query_token: bool,
+
     /// Directory of the browser demo (index.html, media/).
     #[arg(long, env = "RESUME_STATIC_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/static"))]
     pub static_dir: PathBuf,
@@ -568,6 +597,41 @@ mod tests {
         assert!(err.to_string().contains("RESUME_JWT_SECRET"), "{err}");
         let err = parse(&["--flush-interval-ms", "0"]).validate().unwrap_err();
         assert!(err.to_string().contains("--flush-interval-ms"), "{err}");
+    }
+
+    #[test]
+    fn query_tokens_stay_allowed_unless_turned_off() {
+        assert!(parse(&[]).allow_query_token);
+        for off in ["false", "0", "no"] {
+            assert!(
+                !parse(&["--allow-query-token", off]).allow_query_token,
+                "{off}"
+            );
+        }
+        assert!(parse(&["--allow-query-token", "true"]).allow_query_token);
+    }
+
+    #[test]
+    fn session_ticket_and_login_limits_are_checked_by_the_parser() {
+        let config = parse(&[]);
+        assert_eq!(config.session_ticket_ttl_secs, 30);
+        assert_eq!(config.max_session_tickets_per_user, 16);
+        assert_eq!(config.max_session_tickets, 100_000);
+        for knob in [
+            "--session-ticket-ttl-secs",
+            "--max-session-tickets-per-user",
+            "--max-session-tickets",
+            "--demo-login-burst",
+            "--demo-login-per-minute",
+            "--demo-login-max-clients",
+        ] {
+            let refused = Config::from_env_and_args(["resume-server", knob, "0"]);
+            assert!(refused.is_err(), "{knob} 0 is accepted");
+        }
+        assert!(
+            Config::from_env_and_args(["resume-server", "--session-ticket-ttl-secs", "3601"])
+                .is_err()
+        );
     }
 
     #[test]

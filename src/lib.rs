@@ -19,6 +19,13 @@
 //!   in production.
 //! * **Readiness.** `readiness` probes the store in the background and keeps
 //!   what `/readyz` answers, with hysteresis.
+//! * **Browser sessions.** A browser cannot set headers on a WebSocket, so it
+//!   asks for a single-use, short-lived ticket over the API
+//!   (`session_tickets`, `http::session_ticket`) and opens the session with it;
+//!   `http::session_auth` decides which credential an upgrade carries.
+//! * **Browser lockdown.** Every response carries the browser's security
+//!   headers (`http::security_headers`), and the demo login is rate-limited
+//!   (`demo_login_limit`).
 //! * `config` holds every knob (`secret` keeps secrets off the command line and
 //!   out of logs), `auth` verifies tokens, `catalog` knows the titles, `metrics`
 //!   counts, and [`run`] ties it together with a shutdown that waits for every
@@ -30,6 +37,7 @@ pub mod auth;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod demo_login_limit;
 pub mod error;
 pub mod http;
 pub mod metrics;
@@ -39,6 +47,7 @@ pub mod resume;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod session_tickets;
 pub mod state;
 pub mod store;
 
@@ -94,7 +103,11 @@ pub async fn open_store(config: &Config) -> Result<SharedStore, RunError> {
 }
 
 /// Builds the application state from a validated config and an opened store.
-fn build_state(config: &Config, store: SharedStore) -> Result<AppState, RunError> {
+fn build_state(
+    config: &Config,
+    store: SharedStore,
+    clock: clock::SharedClock,
+) -> Result<AppState, RunError> {
     let keys = AuthKeys::from_config(config)?;
     if keys.is_demo_mode() {
         tracing::warn!(
@@ -106,7 +119,7 @@ fn build_state(config: &Config, store: SharedStore) -> Result<AppState, RunError
         Some(path) => Catalog::from_file(path)?,
         None => Catalog::built_in(),
     };
-    Ok(AppState::new(config, keys, catalog, store))
+    Ok(AppState::on_clock(config, keys, catalog, store, clock))
 }
 
 /// Serves on `listener` until `shutdown` resolves, then stops accepting, tells
@@ -133,6 +146,19 @@ pub async fn run_with_store(
     serve(config, store, listener, shutdown).await
 }
 
+/// [`run`] on a wall clock the caller holds (tests move it to expire session
+/// tickets without waiting).
+pub async fn run_with_clock(
+    config: Config,
+    clock: clock::SharedClock,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    config.validate()?;
+    let store = open_store(&config).await?;
+    serve_on_clock(config, store, clock, listener, shutdown).await
+}
+
 /// Serves a validated config on an opened store (the body of [`run`]).
 async fn serve(
     config: Config,
@@ -140,7 +166,25 @@ async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let state = build_state(&config, store)?;
+    serve_on_clock(
+        config,
+        store,
+        Arc::new(clock::SystemClock),
+        listener,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with the wall clock that stamps writes and expires tickets.
+async fn serve_on_clock(
+    config: Config,
+    store: SharedStore,
+    clock: clock::SharedClock,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let state = build_state(&config, store, clock)?;
     let prober = readiness::spawn_prober(
         state.store.clone(),
         state.readiness.clone(),

@@ -8,6 +8,8 @@
 //!   closes idle keep-alive connections and handshakes that never complete
 //!   (slowloris).
 //! * Graceful shutdown: stop accepting, let requests in progress finish.
+//! * The client's address on every request, as axum's `ConnectInfo` (the
+//!   demo login's rate limit is per address).
 //!
 //! Upgraded WebSocket connections leave hyper (and release their permit) once
 //! the upgrade is done; sessions have their own cap and tracker.
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -24,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::Layer;
 
 /// Bounds of the accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -89,10 +93,10 @@ pub async fn serve(
                 Err(_) => break,
             },
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
@@ -102,7 +106,8 @@ pub async fn serve(
         };
         // Ticks are tiny; do not let Nagle hold them back.
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let service =
+            TowerToHyperService::new(axum::Extension(ConnectInfo(peer)).layer(app.clone()));
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();

@@ -4,6 +4,7 @@
 //! asks for it, and one reference count per request is cheaper than one per
 //! part (a dozen, on the read path). Nothing here is global.
 
+use std::num::NonZeroU32;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,12 +17,14 @@ use crate::auth::{AuthKeys, UserId};
 use crate::catalog::{Catalog, Movie};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::demo_login_limit::DemoLoginLimiter;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::position_reads::PositionReads;
 use crate::readiness::Readiness;
 use crate::resume::{CompletionThreshold, ResumeDecision, resume_position};
 use crate::session::{SessionRegistry, SessionSettings};
+use crate::session_tickets::SessionTicketBook;
 use crate::store::{SavedPosition, SharedStore};
 
 /// A session whose client takes no message for this long is treated as gone.
@@ -46,6 +49,8 @@ pub struct HttpSettings {
     pub allowed_origins: Arc<[String]>,
     /// Whether `POST /api/v1/demo/token` exists.
     pub demo_login: bool,
+    /// Whether a session upgrade may carry its token as `?access_token=` (deprecated).
+    pub allow_query_token: bool,
 }
 
 /// Everything handlers share, cheap to clone (see the module docs).
@@ -91,11 +96,26 @@ pub struct AppParts {
     pub clock: SharedClock,
     /// What `/readyz` answers, kept by the readiness prober.
     pub readiness: Readiness,
+    /// Unredeemed session tickets issued by this node.
+    pub session_tickets: Arc<SessionTicketBook>,
+    /// Buckets of the demo login's rate limit.
+    pub demo_logins: Arc<DemoLoginLimiter>,
 }
 
 impl AppState {
     /// Builds the state around an already-opened store.
     pub fn new(config: &Config, keys: AuthKeys, catalog: Catalog, store: SharedStore) -> Self {
+        Self::on_clock(config, keys, catalog, store, Arc::new(SystemClock))
+    }
+
+    /// [`AppState::new`] with `clock` stamping writes and expiring tickets.
+    pub fn on_clock(
+        config: &Config,
+        keys: AuthKeys,
+        catalog: Catalog,
+        store: SharedStore,
+        clock: SharedClock,
+    ) -> Self {
         let metrics = Arc::new(Metrics::for_store(store.as_ref()));
         let session_settings = SessionSettings {
             flush_interval: config.flush_interval(),
@@ -119,7 +139,18 @@ impl AppState {
                 .filter(|o| !o.is_empty())
                 .collect(),
             demo_login: keys.is_demo_mode() || (config.demo_login && keys.can_sign()),
+            allow_query_token: config.allow_query_token,
         };
+        let session_tickets = SessionTicketBook::new(
+            Duration::from_secs(config.session_ticket_ttl_secs),
+            config.max_session_tickets_per_user as usize,
+            config.max_session_tickets as usize,
+        );
+        let demo_logins = DemoLoginLimiter::new(
+            NonZeroU32::new(config.demo_login_per_minute).unwrap_or(NonZeroU32::MIN),
+            NonZeroU32::new(config.demo_login_burst).unwrap_or(NonZeroU32::MIN),
+            config.demo_login_max_clients as usize,
+        );
         Self(Arc::new(AppParts {
             keys,
             catalog,
@@ -130,8 +161,10 @@ impl AppState {
             metrics,
             shutdown: CancellationToken::new(),
             session_tasks: TaskTracker::new(),
-            clock: Arc::new(SystemClock),
+            clock,
             readiness: Readiness::default(),
+            session_tickets: Arc::new(session_tickets),
+            demo_logins: Arc::new(demo_logins),
         }))
     }
 }

@@ -42,10 +42,19 @@ export const continueWatching = (limit = 20) =>
 export const stream = (movieId) =>
   request('GET', `/api/v1/stream?movie_id=${encodeURIComponent(movieId)}`);
 
-/** Same-origin WebSocket URL of a title's playback session. */
-export function sessionUrl(movieId) {
+/**
+ * Same-origin WebSocket URL of a new playback session for a title. A browser
+ * cannot put the token in a WebSocket header, and a URL is the wrong place for
+ * it (logs, history), so this asks for a single-use ticket that the server
+ * accepts for this one upgrade within seconds. Call it right before opening
+ * the socket, once per attempt.
+ */
+export async function sessionUrl(movieId) {
+  const { ticket } = await request('POST', '/api/v1/stream/session-ticket', {
+    body: { movie_id: movieId },
+  });
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  const query = new URLSearchParams({ movie_id: movieId, access_token: savedLogin()?.token ?? '' });
+  const query = new URLSearchParams({ movie_id: movieId, ticket });
   return `${scheme}//${location.host}/api/v1/stream/session?${query}`;
 }
 

@@ -257,7 +257,7 @@ async function play(movie) {
 }
 
 function openSession(movie) {
-  return new PlaybackSession(api.sessionUrl(movie.movie_id), {
+  return new PlaybackSession(() => api.sessionUrl(movie.movie_id), {
     onChange: setConnection,
     onSaved: (position) => {
       ui.savedText.textContent = `Saved ${formatTime(position)}`;
@@ -276,12 +276,14 @@ function openSession(movie) {
           : `Not saved: another device is at ${formatTime(message.current_position_seconds)}`;
     },
     onServerError: (message) => setStatus(`Server: ${message.message || message.code}`),
-    // A browser hides why an upgrade failed; an expired login is the one cause
-    // that retrying cannot fix, so ask the HTTP API whether it is that.
-    onRefused: () =>
-      api.continueWatching(1).catch((error) => {
-        if (error.status === 401) handleApiError(error, ui.statusText);
-      }),
+    // Every attempt first asks the HTTP API for a ticket, which says what a
+    // refused upgrade cannot: an expired login is the one cause that retrying
+    // cannot fix.
+    onUrlError: (error) => {
+      if (error instanceof api.ApiError && error.status === 401) {
+        handleApiError(error, ui.statusText);
+      }
+    },
   });
 }
 

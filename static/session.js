@@ -1,6 +1,7 @@
 // One title's playback session: a WebSocket that carries position ticks to the
 // server and survives drops. The latest position is kept until a socket takes
-// it, so a reconnect sends where the viewer is now before anything else.
+// it, so a reconnect sends where the viewer is now before anything else. Each
+// attempt asks for a fresh URL first: the URL carries a single-use ticket.
 
 const BACKOFF_START_MS = 1000;
 const BACKOFF_CAP_MS = 30000;
@@ -11,16 +12,19 @@ const BACKOFF_CAP_MS = 30000;
  */
 export class PlaybackSession {
   /**
-   * @param {string} url       the session WebSocket URL (token included)
+   * @param {() => Promise<string>} openUrl  gives the WebSocket URL for one
+   *                           attempt (it holds a single-use ticket)
    * @param {object} handlers  `onChange(state, retryAt?)`, `onHello(msg)`,
    *                           `onSaved(seconds)`, `onSuperseded(msg)` when a
    *                           write lost to a newer one, `onServerError(msg)`, and
-   *                           `onRefused()` when a socket closes before its hello
+   *                           `onUrlError(error)` when `openUrl` failed (the
+   *                           session retries with backoff)
    */
-  constructor(url, handlers) {
-    this.url = url;
+  constructor(openUrl, handlers) {
+    this.openUrl = openUrl;
     this.handlers = handlers;
     this.socket = null;
+    this.connecting = false;
     this.latest = null;
     this.failures = 0;
     this.retryTimer = 0;
@@ -62,22 +66,34 @@ export class PlaybackSession {
     this.report('closed');
   }
 
-  connect() {
-    if (this.closed) return;
+  async connect() {
+    if (this.closed || this.connecting) return;
     if (!navigator.onLine) {
       this.report('offline');
       return;
     }
     this.report('connecting');
-    const socket = new WebSocket(this.url);
+    this.connecting = true;
+    let url;
+    try {
+      url = await this.openUrl();
+    } catch (error) {
+      if (this.closed) return;
+      this.handlers.onUrlError?.(error);
+      this.scheduleReconnect();
+      return;
+    } finally {
+      this.connecting = false;
+    }
+    // The viewer may have left while the URL was on its way.
+    if (this.closed) return;
+    const socket = new WebSocket(url);
     this.socket = socket;
-    this.greeted = false;
     socket.onopen = () => this.flush();
     socket.onmessage = (event) => this.receive(event.data);
     socket.onclose = () => {
       if (this.socket !== socket) return;
       this.socket = null;
-      if (!this.greeted) this.handlers.onRefused?.();
       this.scheduleReconnect();
     };
   }
@@ -94,7 +110,6 @@ export class PlaybackSession {
         // Only a greeting proves the server took the session; an open
         // socket that is closed at once must still back off.
         this.failures = 0;
-        this.greeted = true;
         this.report('live');
         this.handlers.onHello?.(message);
         break;
@@ -132,7 +147,7 @@ export class PlaybackSession {
   }
 
   reconnectNow() {
-    if (this.closed || this.socket) return;
+    if (this.closed || this.socket || this.connecting) return;
     clearTimeout(this.retryTimer);
     this.connect();
   }

@@ -1,12 +1,16 @@
-//! `GET /api/v1/catalog` (public) and the demo login `POST /api/v1/demo/token`.
+//! `GET /api/v1/catalog` (public) and the demo login `POST /api/v1/demo/token`,
+//! rate-limited per client address (`crate::demo_login_limit`).
 
-use axum::Router;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::UserId;
 use crate::catalog::Movie;
+use crate::demo_login_limit::ClientKey;
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
 
@@ -49,8 +53,21 @@ struct TokenResponse {
 
 async fn demo_token(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<DemoLogin>,
+    // Present when the accept loop records peers; without it every caller
+    // shares one bucket.
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    // Taken as a result so that the limit counts malformed logins too.
+    body: Result<ApiJson<DemoLogin>, ApiError>,
 ) -> Result<axum::Json<TokenResponse>, ApiError> {
+    let client = ClientKey::from(peer.map(|Extension(ConnectInfo(addr))| addr.ip()));
+    state
+        .demo_logins
+        .check(client)
+        .map_err(|limited| ApiError::RateLimited {
+            message: limited.to_string(),
+            retry_after_secs: limited.retry_after_secs,
+        })?;
+    let ApiJson(body) = body?;
     let user = UserId::parse(body.user_id.trim()).map_err(|_| {
         ApiError::BadRequest("user_id must be 1 to 128 bytes without control characters".into())
     })?;

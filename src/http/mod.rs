@@ -1,11 +1,14 @@
 //! The HTTP surface: one router per route family, assembled by [`app`] with the
-//! layers every route shares (body limit, CORS, request tracing without query
-//! strings, the static demo).
+//! layers every route shares (body limit, CORS, browser security headers,
+//! request tracing without query strings, the static demo).
 
 pub mod catalog;
 pub mod ops;
 pub mod progress;
+pub mod security_headers;
 pub mod session;
+pub mod session_auth;
+pub mod session_ticket;
 pub mod stream;
 
 use std::path::Path;
@@ -28,6 +31,7 @@ pub fn app(state: AppState, static_dir: &Path) -> Router {
         .merge(stream::router())
         .merge(progress::router())
         .merge(session::router())
+        .merge(session_ticket::router())
         .merge(catalog::router(http.demo_login))
         .route("/api/{*path}", any(api_not_found))
         .layer(DefaultBodyLimit::max(http.max_body_bytes));
@@ -39,6 +43,7 @@ pub fn app(state: AppState, static_dir: &Path) -> Router {
     if let Some(cors) = cors_layer(&http.allowed_origins) {
         router = router.layer(cors);
     }
+    let router = security_headers::with_security_headers(router);
     with_request_tracing(router)
 }
 

@@ -1,12 +1,16 @@
 //! `GET /api/v1/stream/session`: the WebSocket upgrade of a playback session.
 //!
 //! Everything that can refuse a session is checked *before* the upgrade, so the
-//! client gets an ordinary HTTP status and JSON body: token (401), movie (404),
-//! browser origin (403), per-user cap (429), process cap (503), and a store that
-//! does not answer while no live session on this node holds the title (503: the
-//! hello needs the resume point). Then the socket
-//! is configured with explicit, small buffers and handed to the session actor,
-//! tracked so that shutdown can wait for its final write.
+//! client gets an ordinary HTTP status and JSON body: credential (401, or 400
+//! for several), movie (404), browser origin (403), not an upgrade (400), then
+//! the credential is checked (401; a ticket is spent here, so the checks that
+//! need no user never spend one), per-user cap (429), process cap (503), and a
+//! store that does not answer while no live session on this node holds the
+//! title (503: the hello needs the resume point). Then the socket is
+//! configured with explicit, small buffers and handed to the session actor,
+//! tracked so that shutdown can wait for its final write. A client that
+//! offered the `resume.v1` subprotocol gets it selected, and nothing else: a
+//! `bearer.<token>` it offered beside it is never echoed.
 
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -17,7 +21,7 @@ use axum::response::Response;
 use axum::routing::get;
 
 use super::MovieQuery;
-use crate::auth::SessionUser;
+use super::session_auth::{SUBPROTOCOL, SessionCredential, authenticate};
 use crate::error::{ApiError, ApiQuery};
 use crate::session::{AdmissionError, SessionContext, run_session};
 use crate::state::{AppState, HttpSettings};
@@ -29,8 +33,8 @@ pub fn router() -> Router<AppState> {
 
 async fn open_session(
     State(state): State<AppState>,
-    SessionUser(user): SessionUser,
-    // `access_token`, if any, is read by the auth extractor.
+    credential: SessionCredential,
+    // `ticket` or `access_token`, if any, is read by the credential extractor.
     ApiQuery(query): ApiQuery<MovieQuery>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -38,6 +42,7 @@ async fn open_session(
     let movie = query.movie(&state)?;
     check_origin(&headers, &state.http)?;
     let upgrade = upgrade.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let user = authenticate(credential, &movie.movie_id, &state)?;
     let decision = state.resume_decision(&user, movie).await?;
     let ticket = state
         .sessions
@@ -62,6 +67,7 @@ async fn open_session(
     let tracked = state.session_tasks.token();
     let http = &state.http;
     Ok(upgrade
+        .protocols([SUBPROTOCOL])
         .read_buffer_size(http.ws_read_buffer_bytes)
         .write_buffer_size(http.ws_write_buffer_bytes)
         .max_write_buffer_size(http.max_frame_bytes.max(http.ws_write_buffer_bytes) * 16)

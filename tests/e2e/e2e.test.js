@@ -1,6 +1,9 @@
 // End-to-end: the real resume-server binary and Debian's Chromium, driven the
 // way a viewer would. Watches a title, leaves, comes back to the same spot;
 // finishes a title and finds it restarting; checks positions are per viewer.
+// Throughout, it watches the browser itself: no URL Chromium requests (pages,
+// fetches, WebSockets) may carry a token, and no page may break its Content
+// Security Policy.
 //
 // Env: RESUME_SERVER_BIN (default ../../target/debug/resume-server),
 //      CHROMIUM_BIN (default /usr/bin/chromium),
@@ -29,7 +32,9 @@ const STEP_MS = 20_000;
 
 let server; // { baseUrl, stop() }
 let browser;
-const problems = []; // console errors/warnings and page errors, from every page
+const problems = []; // console errors/warnings, page errors and CSP violations, from every page
+const requestedUrls = []; // every URL Chromium requested, WebSockets included
+const tokens = new Set(); // every demo token a page logged in with
 
 before(async () => {
   await mkdir(artifacts, { recursive: true });
@@ -123,6 +128,7 @@ test('a viewer resumes where they stopped, per title and per viewer', async (t) 
     await page.getByTestId('login-name').fill('bob');
     await page.getByTestId('login-name').press('Enter');
     await waitForCatalog(page, 'bob');
+    tokens.add(await page.evaluate(() => sessionStorage.getItem('resume.token')));
     assert.equal(await page.getByTestId('continue-item').count(), 0, 'bob has nothing to continue');
     await page.locator('[data-testid=catalog-item][data-movie-id=clock]').getByTestId('play').focus();
     await page.keyboard.press('Enter');
@@ -131,9 +137,45 @@ test('a viewer resumes where they stopped, per title and per viewer', async (t) 
     await page.close({ runBeforeUnload: true });
   });
 
-  await t.test('no page logged an error or warning', () => {
+  await t.test('no page logged an error or warning, or broke its Content Security Policy', () => {
     assert.deepEqual(problems, []);
   });
+
+  await t.test('no URL the browser requested carries a token', () => {
+    assert.ok(tokens.size >= 2, `logged in as alice and bob (${tokens.size} tokens seen)`);
+    const leaks = requestedUrls.filter(
+      (url) => /access_token|bearer/i.test(url) || [...tokens].some((token) => url.includes(token)),
+    );
+    assert.deepEqual(leaks, [], 'URLs that carry a token');
+    const sessions = requestedUrls.filter((url) => url.includes('/api/v1/stream/session?'));
+    assert.ok(sessions.length >= 3, `sessions were opened: ${JSON.stringify(sessions)}`);
+    for (const url of sessions) {
+      assert.match(url, /^ws:.*[?&]ticket=[A-Za-z0-9_-]{43}(&|$)/, 'a session opens with a ticket');
+    }
+  });
+});
+
+test('the Content Security Policy blocks an injected inline script, and the test sees it', async () => {
+  // Proves the violation listener of openPage works: a page that obeys its
+  // policy reports nothing, but only if a broken rule would be reported.
+  const page = await browser.newPage();
+  const violations = [];
+  await watchCsp(page, (violation) => violations.push(violation));
+  const response = await page.goto(`${server.baseUrl}/`);
+  const policy = response.headers()['content-security-policy'] ?? '';
+  assert.match(policy, /script-src 'self'/);
+  assert.doesNotMatch(policy, /unsafe-inline|unsafe-eval/);
+  assert.equal(response.headers()['x-content-type-options'], 'nosniff');
+  assert.equal(response.headers()['referrer-policy'], 'no-referrer');
+  await page.evaluate(() => {
+    const script = document.createElement('script');
+    script.textContent = 'window.inlineScriptRan = true;';
+    document.head.append(script);
+  });
+  await until(async () => violations.length > 0, STEP_MS, () => 'no violation was reported');
+  assert.equal(await page.evaluate(() => window.inlineScriptRan === true), false, 'the inline script ran');
+  assert.match(violations[0], /script-src/);
+  await page.close();
 });
 
 // ---- page helpers ------------------------------------------------------------
@@ -141,19 +183,37 @@ test('a viewer resumes where they stopped, per title and per viewer', async (t) 
 async function openPage() {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.on('console', (message) => {
-    if (message.type() === 'error' || message.type() === 'warning') {
+    if (message.type() === 'error' || message.type() === 'warning'
+      || /content security policy/i.test(message.text())) {
       problems.push(`console ${message.type()}: ${message.text()} (${message.location().url})`);
     }
   });
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('request', (request) => requestedUrls.push(request.url()));
+  page.on('websocket', (socket) => requestedUrls.push(socket.url()));
+  await watchCsp(page, (violation) => problems.push(`CSP violation: ${violation}`));
   await page.goto(`${server.baseUrl}/`);
   return page;
+}
+
+/** Calls `report` with every Content Security Policy violation the page sees. */
+async function watchCsp(page, report) {
+  await page.exposeFunction('reportCspViolation', report);
+  // Init scripts are the test's, not the page's: the policy does not apply to them.
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (event) => {
+      window.reportCspViolation(
+        `${event.violatedDirective} blocked ${event.blockedURI || 'inline'} at ${event.sourceFile}:${event.lineNumber}`,
+      );
+    });
+  });
 }
 
 async function logIn(page, name) {
   await page.getByTestId('login-name').fill(name);
   await page.getByTestId('login-submit').click();
   await waitForCatalog(page, name);
+  tokens.add(await page.evaluate(() => sessionStorage.getItem('resume.token')));
 }
 
 async function waitForCatalog(page, name) {

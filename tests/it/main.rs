@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real servers on port 0.
 
 mod auth;
+mod browser_lockdown;
 mod cassandra_layout;
 mod cassandra_tls;
 mod cli;
@@ -12,6 +13,7 @@ mod http_api;
 mod outages;
 mod positions;
 mod session_contract;
+mod session_tickets;
 mod sessions;
 mod signals;
 mod store_cassandra;

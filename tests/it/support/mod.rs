@@ -84,7 +84,15 @@ impl TestServer {
 
     /// A server with a complete config (its `listen` is ignored: port 0 on loopback).
     pub async fn start_with(config: Config) -> Self {
-        Self::start_serving(config, None).await
+        Self::start_serving(config, None, None).await
+    }
+
+    /// A server whose wall clock the test holds (to expire session tickets).
+    pub async fn start_with_clock(
+        config: Config,
+        clock: resume_server::clock::SharedClock,
+    ) -> Self {
+        Self::start_serving(config, None, Some(clock)).await
     }
 
     /// A server on a store the test built (to inject faults).
@@ -92,12 +100,13 @@ impl TestServer {
         config: Config,
         store: resume_server::store::SharedStore,
     ) -> Self {
-        Self::start_serving(config, Some(store)).await
+        Self::start_serving(config, Some(store), None).await
     }
 
     async fn start_serving(
         config: Config,
         store: Option<resume_server::store::SharedStore>,
+        clock: Option<resume_server::clock::SharedClock>,
     ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -108,11 +117,14 @@ impl TestServer {
         let stopped = async move {
             let _ = stopped.await;
         };
-        let task = match store {
-            Some(store) => tokio::spawn(resume_server::run_with_store(
+        let task = match (store, clock) {
+            (Some(store), _) => tokio::spawn(resume_server::run_with_store(
                 config, store, listener, stopped,
             )),
-            None => tokio::spawn(resume_server::run(config, listener, stopped)),
+            (None, Some(clock)) => tokio::spawn(resume_server::run_with_clock(
+                config, clock, listener, stopped,
+            )),
+            (None, None) => tokio::spawn(resume_server::run(config, listener, stopped)),
         };
         let server = Self {
             addr,
@@ -327,6 +339,14 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session on a socket the caller upgraded itself.
+    pub fn from_socket(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+        Self {
+            ws,
+            sent_close: None,
+        }
+    }
+
     /// Upgrades with a bearer header.
     pub async fn connect(
         addr: SocketAddr,
