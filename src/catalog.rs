@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 /// One title.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Movie {
     /// Stable id used in every API call.
@@ -19,6 +19,7 @@ pub struct Movie {
     /// Display title.
     pub title: String,
     /// Length of the title in seconds.
+    #[schema(exclusive_minimum = 0.0)]
     pub duration_seconds: f64,
     /// Where the player fetches the media (a CDN URL, or a path served by this server).
     pub stream_url: String,

@@ -45,6 +45,8 @@ pub enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
+    /// Print the HTTP API's OpenAPI document (as served at /api/v1/openapi.json, demo login included).
+    Openapi,
     /// Manage the Cassandra/ScyllaDB schema.
     Schema {
         /// The schema action.

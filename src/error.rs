@@ -29,6 +29,9 @@ pub enum ApiError {
     /// The body is over the configured limit: 413.
     #[error("request body is too large")]
     PayloadTooLarge,
+    /// A JSON body without `Content-Type: application/json`: 415.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// Too many requests or sessions for this user: 429.
     #[error("{0}")]
     TooManyRequests(String),
@@ -48,26 +51,62 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
+/// `Retry-After` of a 429 or 503 without a limit of its own to report (a
+/// session cap, a store that does not answer): a short wait, which clients
+/// should grow with backoff and jitter while the answer stays the same.
+pub const RETRY_AFTER_SECS: u64 = 2;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable, machine-readable: one per status.
+    error: ErrorCode,
+    /// Human-readable detail.
     message: String,
+}
+
+/// The `error` of an [`ErrorBody`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 401.
+    Unauthorized,
+    /// 400.
+    BadRequest,
+    /// 403.
+    Forbidden,
+    /// 404.
+    NotFound,
+    /// 413.
+    PayloadTooLarge,
+    /// 415.
+    UnsupportedMediaType,
+    /// 429.
+    TooManyRequests,
+    /// 503.
+    Unavailable,
+    /// 500.
+    Internal,
 }
 
 impl ApiError {
     /// The status and the stable machine-readable code of this error.
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         match self {
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
+            Self::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+            ),
             Self::TooManyRequests(_) | Self::RateLimited { .. } => {
-                (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
+                (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests)
             }
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         }
     }
 }
@@ -82,6 +121,9 @@ impl IntoResponse for ApiError {
             Self::RateLimited {
                 retry_after_secs, ..
             } => Some(HeaderValue::from(*retry_after_secs)),
+            Self::TooManyRequests(_) | Self::Unavailable(_) => {
+                Some(HeaderValue::from(RETRY_AFTER_SECS))
+            }
             _ => None,
         };
         let body = ErrorBody {
@@ -112,10 +154,11 @@ impl From<StoreError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return Self::PayloadTooLarge;
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(rejection.body_text()),
+            _ => Self::BadRequest(rejection.body_text()),
         }
-        Self::BadRequest(rejection.body_text())
     }
 }
 

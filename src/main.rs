@@ -25,6 +25,10 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         None => serve(config).await,
         Some(Command::Token { sub, ttl }) => print_token(&config, &sub, ttl),
+        Some(Command::Openapi) => {
+            print!("{}", resume_server::http::openapi::document_json(true));
+            Ok(())
+        }
         Some(Command::Schema {
             action: SchemaAction::Apply,
         }) => apply_schema(&config).await,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::UserId;
 use crate::catalog::Movie;
 use crate::demo_login_limit::ClientKey;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::state::AppState;
 
 /// Lifetime of demo tokens.
@@ -27,31 +27,59 @@ pub fn router(demo_login: bool) -> Router<AppState> {
     }
 }
 
-#[derive(Serialize)]
-struct CatalogResponse {
+/// Every title.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CatalogResponse {
     movies: Vec<Movie>,
 }
 
-async fn catalog(State(state): State<AppState>) -> axum::Json<CatalogResponse> {
+/// The titles (public).
+#[utoipa::path(
+    get,
+    path = "/api/v1/catalog",
+    tag = "catalog",
+    responses((status = 200, description = "Every title, in catalog order", body = CatalogResponse)),
+    security(())
+)]
+pub async fn catalog(State(state): State<AppState>) -> axum::Json<CatalogResponse> {
     axum::Json(CatalogResponse {
         movies: state.catalog.movies().to_vec(),
     })
 }
 
 /// Body of the demo login.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DemoLogin {
     /// Any user name; the demo trusts it.
+    #[schema(min_length = 1, max_length = 128)]
     user_id: String,
 }
 
-#[derive(Serialize)]
-struct TokenResponse {
+/// A token for the demo.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
     token: String,
 }
 
-async fn demo_token(
+/// Demo mode only: a token for any name (no password), rate-limited per
+/// client address. Absent (404) on a server with keys configured.
+#[utoipa::path(
+    post,
+    path = "/api/v1/demo/token",
+    tag = "catalog",
+    request_body = DemoLogin,
+    responses(
+        (status = 200, description = "A token for 12 hours", body = TokenResponse),
+        (status = 400, description = "Malformed JSON, a missing or unknown field, or a bad `user_id`", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+        (status = 429, description = "Too many logins from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a login passes"))),
+    ),
+    security(())
+)]
+pub async fn demo_token(
     State(state): State<AppState>,
     // Present when the accept loop records peers; without it every caller
     // shares one bucket.

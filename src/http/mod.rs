@@ -3,6 +3,7 @@
 //! request tracing without query strings, the static demo).
 
 pub mod catalog;
+pub mod openapi;
 pub mod ops;
 pub mod progress;
 pub mod security_headers;
@@ -33,6 +34,7 @@ pub fn app(state: AppState, static_dir: &Path) -> Router {
         .merge(session::router())
         .merge(session_ticket::router())
         .merge(catalog::router(http.demo_login))
+        .merge(openapi::router(http.demo_login))
         .route("/api/{*path}", any(api_not_found))
         .layer(DefaultBodyLimit::max(http.max_body_bytes));
     let mut router = Router::new()
@@ -59,9 +61,11 @@ pub fn with_request_tracing(router: Router) -> Router {
 }
 
 /// `?movie_id=…`, the query of the read path and of the session upgrade.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MovieQuery {
-    /// The title.
+    /// The title: a `movie_id` of the catalog.
+    #[param(required = true, min_length = 1)]
     movie_id: Option<String>,
 }
 

@@ -17,14 +17,25 @@ pub fn router() -> Router<AppState> {
 }
 
 /// 200 while the process serves.
-async fn healthz() -> &'static str {
+/// Liveness: 200 while the process serves.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = String, content_type = "text/plain")),
+    security(()))]
+pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// 200 while the store passes its background probes; 503 after a few
 /// consecutive failures, until one passes again (`crate::readiness` says why,
 /// and what an orchestrator does with it). Answers from memory, at once.
-async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+/// Readiness: whether this instance should get new viewers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = String, content_type = "text/plain"),
+        (status = 503, description = "The store failed its recent probes", body = String, content_type = "text/plain"),
+    ),
+    security(()))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     if state.readiness.is_ready() {
         (StatusCode::OK, "ready")
     } else {
@@ -32,7 +43,12 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "The metrics", body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")),
+    security(()))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthenticatedUser;
 use crate::clock::rfc3339;
-use crate::error::{ApiError, ApiQuery};
+use crate::error::{ApiError, ApiQuery, ErrorBody};
 use crate::resume::{is_in_progress, seconds_from_ms};
 use crate::state::AppState;
 use crate::store::PositionWrite;
@@ -34,24 +34,39 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Query of the continue-watching list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Items at most (1 to 100).
+    /// Items at most, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct ContinueWatching {
+/// The continue-watching row.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ContinueWatching {
+    /// Titles in progress, most recently updated first.
     items: Vec<ContinueItem>,
 }
 
-#[derive(Debug, Serialize)]
-struct ContinueItem {
+/// One title in progress.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ContinueItem {
+    /// The title.
     movie_id: String,
+    /// Its display title.
     title: String,
+    /// Where the viewer is.
+    #[schema(minimum = 0.0)]
     position_seconds: f64,
+    /// The title's length.
+    #[schema(exclusive_minimum = 0.0)]
     duration_seconds: f64,
+    /// `position_seconds / duration_seconds`, below the completion threshold.
+    #[schema(minimum = 0.0, maximum = 1.0)]
     progress: f64,
+    /// When the position was received (RFC 3339, UTC).
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -67,7 +82,21 @@ fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
     }
 }
 
-async fn continue_watching(
+/// The viewer's titles in progress.
+#[utoipa::path(
+    get,
+    path = "/api/v1/continue-watching",
+    tag = "progress",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Titles in progress (completed and barely started ones left out)", body = ContinueWatching),
+        (status = 400, description = "`limit` is not an integer from 1 to 100", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn continue_watching(
     State(state): State<AppState>,
     AuthenticatedUser(user): AuthenticatedUser,
     ApiQuery(query): ApiQuery<ListQuery>,
@@ -106,14 +135,34 @@ async fn continue_watching(
     Ok(axum::Json(ContinueWatching { items }))
 }
 
-#[derive(Debug, Serialize)]
-struct ProgressResponse {
+/// A viewer's position on one title.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProgressResponse {
+    /// The title.
     movie_id: String,
+    /// The saved (or live) position.
+    #[schema(minimum = 0.0)]
     position_seconds: f64,
+    /// When it was received (RFC 3339, UTC).
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
-async fn get_progress(
+/// The viewer's position on one title.
+#[utoipa::path(
+    get,
+    path = "/api/v1/progress/{movie_id}",
+    tag = "progress",
+    params(("movie_id" = String, Path, description = "A title of the catalog", min_length = 1)),
+    responses(
+        (status = 200, description = "The position", body = ProgressResponse),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "Unknown `movie_id`, or no position saved", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_progress(
     State(state): State<AppState>,
     AuthenticatedUser(user): AuthenticatedUser,
     Path(movie_id): Path<String>,
@@ -130,7 +179,21 @@ async fn get_progress(
     }))
 }
 
-async fn delete_progress(
+/// Forget the viewer's position on one title (it leaves continue watching).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/progress/{movie_id}",
+    tag = "progress",
+    params(("movie_id" = String, Path, description = "A title of the catalog", min_length = 1)),
+    responses(
+        (status = 204, description = "Deleted (also when nothing was saved)"),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "Unknown `movie_id`", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_progress(
     State(state): State<AppState>,
     AuthenticatedUser(user): AuthenticatedUser,
     Path(movie_id): Path<String>,
@@ -141,7 +204,21 @@ async fn delete_progress(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn mark_watched(
+/// Mark a title watched: its position moves to the end.
+#[utoipa::path(
+    put,
+    path = "/api/v1/progress/{movie_id}/watched",
+    tag = "progress",
+    params(("movie_id" = String, Path, description = "A title of the catalog", min_length = 1)),
+    responses(
+        (status = 204, description = "Marked watched"),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "Unknown `movie_id`", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn mark_watched(
     State(state): State<AppState>,
     AuthenticatedUser(user): AuthenticatedUser,
     Path(movie_id): Path<String>,

@@ -22,7 +22,7 @@ use axum::routing::get;
 
 use super::MovieQuery;
 use super::session_auth::{SUBPROTOCOL, SessionCredential, authenticate};
-use crate::error::{ApiError, ApiQuery};
+use crate::error::{ApiError, ApiQuery, ErrorBody};
 use crate::session::{AdmissionError, SessionContext, run_session};
 use crate::state::{AppState, HttpSettings};
 
@@ -31,7 +31,34 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/stream/session", get(open_session))
 }
 
-async fn open_session(
+/// Open a playback session: a WebSocket upgrade (the messages are in
+/// docs/asyncapi.yaml). Everything that can refuse it is answered before the
+/// upgrade. Authenticated by a bearer header, a session ticket (`?ticket=`),
+/// the `bearer.<token>` subprotocol next to `resume.v1`, or (deprecated, when
+/// allowed) `?access_token=`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/stream/session",
+    tag = "playback",
+    params(
+        MovieQuery,
+        ("ticket" = Option<String>, Query, description = "A session ticket from `POST /api/v1/stream/session-ticket`"),
+        ("access_token" = Option<String>, Query, description = "Deprecated: the bearer token in the URL"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol (`resume.v1` when offered)"),
+        (status = 400, description = "Not a WebSocket upgrade, no `movie_id`, or more than one credential", body = ErrorBody),
+        (status = 401, description = "No valid token or ticket", body = ErrorBody),
+        (status = 403, description = "A browser origin that is not allowed", body = ErrorBody),
+        (status = 404, description = "Unknown `movie_id`", body = ErrorBody),
+        (status = 429, description = "This viewer holds the most sessions allowed", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 503, description = "This server is full, or the store does not answer", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+    ),
+    security(("bearer" = []), ("session_ticket" = []), ())
+)]
+pub async fn open_session(
     State(state): State<AppState>,
     credential: SessionCredential,
     // `ticket` or `access_token`, if any, is read by the credential extractor.

@@ -14,7 +14,7 @@ use axum::routing::post;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthenticatedUser;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::session_tickets::TicketIssueError;
 use crate::state::AppState;
 
@@ -24,20 +24,46 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Body of the ticket request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketRequest {
     /// The title the session will play.
+    #[schema(min_length = 1)]
     movie_id: String,
 }
 
-#[derive(Debug, Serialize)]
-struct TicketResponse {
+/// A ticket for one session upgrade.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TicketResponse {
+    /// Opaque; pass it as `?ticket=` on `GET /api/v1/stream/session`, once.
     ticket: String,
+    /// Seconds it stays valid.
+    #[schema(minimum = 1)]
     expires_in: u64,
 }
 
-async fn issue_ticket(
+/// A single-use ticket for one session upgrade, so that a browser never puts
+/// its token in a URL. Valid once, on this node, for the title it names.
+#[utoipa::path(
+    post,
+    path = "/api/v1/stream/session-ticket",
+    tag = "playback",
+    request_body = TicketRequest,
+    responses(
+        (status = 200, description = "The ticket (`Cache-Control: no-store`)", body = TicketResponse),
+        (status = 400, description = "Malformed JSON, or a missing or unknown field", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "Unknown `movie_id`", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+        (status = 429, description = "This viewer holds the most unused tickets allowed", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before asking again"))),
+        (status = 503, description = "This node holds the most unused tickets allowed", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before asking again"))),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn issue_ticket(
     State(state): State<AppState>,
     AuthenticatedUser(user): AuthenticatedUser,
     ApiJson(body): ApiJson<TicketRequest>,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::MovieQuery;
 use crate::auth::AuthenticatedUser;
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::resume::{position_ms_from_seconds, seconds_from_ms};
 use crate::state::AppState;
 use crate::store::PositionWrite;
@@ -25,17 +25,41 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Answer of the read path, borrowed from the catalog.
-#[derive(Debug, Serialize)]
-struct StreamResponse<'a> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StreamResponse<'a> {
+    /// The title.
     movie_id: &'a str,
+    /// Its display title.
     title: &'a str,
+    /// Where the player fetches the media.
     stream_url: &'a str,
+    /// Its length.
+    #[schema(exclusive_minimum = 0.0)]
     duration_seconds: f64,
+    /// Where to start playing: the saved position, or 0 when none is saved or
+    /// the title was watched to the completion threshold (95 %) or beyond.
+    #[schema(minimum = 0.0)]
     resume_position_seconds: f64,
+    /// Whether the saved position is at or past the completion threshold.
     completed: bool,
 }
 
-async fn stream(
+/// Where to start playing a title.
+#[utoipa::path(
+    get,
+    path = "/api/v1/stream",
+    tag = "playback",
+    params(MovieQuery),
+    responses(
+        (status = 200, description = "The stream and the resume position", body = StreamResponse<'static>),
+        (status = 400, description = "`movie_id` is missing or empty", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "Unknown `movie_id`", body = ErrorBody),
+        (status = 503, description = "The store does not answer and no live session here holds the title", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn stream(
     State(state): State<AppState>,
     AuthenticatedUser(user): AuthenticatedUser,
     ApiQuery(query): ApiQuery<MovieQuery>,
@@ -56,16 +80,37 @@ async fn stream(
 }
 
 /// Body of the HTTP write path.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProgressBody {
     /// The title.
+    #[schema(min_length = 1)]
     movie_id: String,
-    /// Position in seconds; fractions allowed.
+    /// Position in seconds; fractions allowed; beyond the title's duration it
+    /// is clamped to it.
+    #[schema(minimum = 0.0)]
     position_seconds: f64,
 }
 
-async fn progress(
+/// Save a position without a WebSocket: stamped when received, written before
+/// the answer, last-write-wins by that stamp.
+#[utoipa::path(
+    post,
+    path = "/api/v1/stream/progress",
+    tag = "playback",
+    request_body = ProgressBody,
+    responses(
+        (status = 204, description = "Written"),
+        (status = 400, description = "Malformed JSON, a missing or unknown field, or a negative position", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "Unknown `movie_id`", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn progress(
     State(state): State<AppState>,
     AuthenticatedUser(user): AuthenticatedUser,
     ApiJson(body): ApiJson<ProgressBody>,

@@ -10,6 +10,7 @@ mod continue_watching;
 mod faulty_store;
 mod hostile;
 mod http_api;
+mod openapi_contract;
 mod outages;
 mod positions;
 mod session_contract;

@@ -260,9 +260,10 @@ async fn ticket_requests_are_checked_like_any_api_call() {
         .send()
         .await
         .unwrap();
-    assert_eq!(not_json.status(), 400);
+    // No `Content-Type: application/json`.
+    assert_eq!(not_json.status(), 415);
     let body: Value = not_json.json().await.unwrap();
-    assert_eq!(body["error"], "bad_request", "{body}");
+    assert_eq!(body["error"], "unsupported_media_type", "{body}");
 }
 
 #[tokio::test]

@@ -272,8 +272,15 @@ async fn session_caps_answer_503_and_429_while_existing_sessions_carry_on(backen
         .await
         .err()
         .expect("refused");
+    // Both refusals say when to try again.
+    let retry_after = |r: &tokio_tungstenite::tungstenite::http::Response<Option<Vec<u8>>>| {
+        r.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    };
     assert!(
-        matches!(refused, tokio_tungstenite::tungstenite::Error::Http(ref r) if r.status() == 429),
+        matches!(refused, tokio_tungstenite::tungstenite::Error::Http(ref r)
+            if r.status() == 429 && retry_after(r) == Some(2)),
         "{refused}"
     );
     let (_b1, _) = server.session("bob", "clock").await;
@@ -282,7 +289,8 @@ async fn session_caps_answer_503_and_429_while_existing_sessions_carry_on(backen
         .err()
         .expect("refused");
     assert!(
-        matches!(refused, tokio_tungstenite::tungstenite::Error::Http(ref r) if r.status() == 503),
+        matches!(refused, tokio_tungstenite::tungstenite::Error::Http(ref r)
+            if r.status() == 503 && retry_after(r) == Some(2)),
         "{refused}"
     );
     a1.tick(9.0).await;
