@@ -133,77 +133,83 @@ crowd=(--viewers "$SESSIONS" --duration "$DURATION" --processes "$PROCESSES" --c
 small_crowd=(--viewers "$CASSANDRA_SESSIONS" --duration "$DURATION" --processes "$PROCESSES" --connect-rate "$CONNECT_RATE" --max-connecting "$MAX_CONNECTING")
 small_server=(RESUME_MAX_SESSIONS="$CASSANDRA_SESSIONS" RESUME_MAX_CONNECTIONS=$((CASSANDRA_SESSIONS + 256)))
 
+scenario_1() {
+    echo "-- 1 + 5: $SESSIONS sessions on the server, then a reconnect storm" >&2
+    start_server "server-sessions-$run"
+    $LOADGEN sessions --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${crowd[@]}" \
+        --storm --out "$OUT/sessions-server-$run.json"
+    stop_target
+}
+
+scenario_2() {
+    echo "-- 2: the same sessions on the bare sink" >&2
+    start_sink "sink-sessions-$run"
+    $LOADGEN sessions --addr 127.0.0.1:$SINK_PORT --server-pid "$SERVER_PID" "${crowd[@]}" \
+        --target bare-sink --check-every 0 --out "$OUT/sessions-bare-$run.json"
+    stop_target
+}
+
+scenario_3() {
+    echo "-- 3 + 4: $SESSIONS viewers posting progress every 4 s, then lookups" >&2
+    start_server "server-http-$run"
+    $LOADGEN http --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${crowd[@]}" \
+        --interval-ms 4000 --out "$OUT/http-server-$run.json"
+    $LOADGEN lookup --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" \
+        --concurrency "$LOOKUP_CONCURRENCY" --duration "$LOOKUP_SECONDS" --users "$SESSIONS" \
+        --out "$OUT/lookup-server-$run.json"
+    stop_target
+}
+
+scenario_4() {
+    echo "-- 4: lookups against the constant-body handler" >&2
+    start_sink "sink-lookup-$run"
+    $LOADGEN lookup --addr 127.0.0.1:$SINK_PORT --server-pid "$SERVER_PID" \
+        --concurrency "$LOOKUP_CONCURRENCY" --duration "$LOOKUP_SECONDS" --users "$SESSIONS" \
+        --target bare-sink --out "$OUT/lookup-bare-$run.json"
+    stop_target
+}
+
+scenario_6() {
+    echo "-- 6: the embedded store alone" >&2
+    $LOADGEN store --data-dir "$WORK/store-max-$run" --writers 1024 --duration "$STORE_SECONDS" \
+        --out "$OUT/store-max-$run.json"
+    $LOADGEN store --data-dir "$WORK/store-paced-$run" --writers "$SESSIONS" \
+        --rate "$((SESSIONS / 4))" --duration "$STORE_SECONDS" --out "$OUT/store-paced-$run.json"
+}
+
+scenario_7() {
+    echo "-- 7: $CASSANDRA_SESSIONS sessions with no store writes, the embedded store, Cassandra (the CQL test node)" >&2
+    # The session path alone: a flush interval longer than the run, so nothing is written
+    # until the sessions close.
+    start_server "server-nowrites-$run" "${small_server[@]}" RESUME_FLUSH_INTERVAL_MS=600000
+    $LOADGEN sessions --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${small_crowd[@]}" \
+        --target nowrites --out "$OUT/sessions-nowrites-$run.json"
+    stop_target
+    start_server "server-embedded-$run" "${small_server[@]}"
+    $LOADGEN sessions --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${small_crowd[@]}" \
+        --target embedded --out "$OUT/sessions-embedded-$run.json"
+    stop_target
+    start_node "cql-node-$run"
+    start_server "server-cassandra-$run" "${small_server[@]}" RESUME_STORE=cassandra \
+        RESUME_CASSANDRA_NODES="$NODE_CQL" RESUME_INIT_SCHEMA=true RESUME_CASSANDRA_DEVELOPMENT=true \
+        RESUME_CASSANDRA_REPLICATION="$CASSANDRA_REPLICATION" \
+        RESUME_CASSANDRA_CONSISTENCY="$CASSANDRA_CONSISTENCY"
+    # Only the server's CPU and RSS are billed; the node's are reported apart.
+    $LOADGEN sessions --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${small_crowd[@]}" \
+        --store-pid "$NODE_PID" --store-control "$NODE_CONTROL" \
+        --target cassandra --out "$OUT/sessions-cassandra-$run.json"
+    stop_target # first, so that its last writes still reach the node
+    stop_node
+}
+
+# The server and the bare sink alternate which goes first from run to run, so
+# that neither always meets a machine its predecessor just warmed (or loaded).
 for run in $(seq 1 "$RUNS"); do
     echo "== run $run of $RUNS" >&2
-
-    if wants 1; then
-        echo "-- 1 + 5: $SESSIONS sessions on the server, then a reconnect storm" >&2
-        start_server "server-sessions-$run"
-        $LOADGEN sessions --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${crowd[@]}" \
-            --storm --out "$OUT/sessions-server-$run.json"
-        stop_target
-    fi
-
-    if wants 2; then
-        echo "-- 2: the same sessions on the bare sink" >&2
-        start_sink "sink-sessions-$run"
-        $LOADGEN sessions --addr 127.0.0.1:$SINK_PORT --server-pid "$SERVER_PID" "${crowd[@]}" \
-            --target bare-sink --check-every 0 --out "$OUT/sessions-bare-$run.json"
-        stop_target
-    fi
-
-    if wants 3; then
-        echo "-- 3 + 4: $SESSIONS viewers posting progress every 4 s, then lookups" >&2
-        start_server "server-http-$run"
-        $LOADGEN http --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${crowd[@]}" \
-            --interval-ms 4000 --out "$OUT/http-server-$run.json"
-        $LOADGEN lookup --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" \
-            --concurrency "$LOOKUP_CONCURRENCY" --duration "$LOOKUP_SECONDS" --users "$SESSIONS" \
-            --out "$OUT/lookup-server-$run.json"
-        stop_target
-    fi
-
-    if wants 4; then
-        echo "-- 4: lookups against the constant-body handler" >&2
-        start_sink "sink-lookup-$run"
-        $LOADGEN lookup --addr 127.0.0.1:$SINK_PORT --server-pid "$SERVER_PID" \
-            --concurrency "$LOOKUP_CONCURRENCY" --duration "$LOOKUP_SECONDS" --users "$SESSIONS" \
-            --target bare-sink --out "$OUT/lookup-bare-$run.json"
-        stop_target
-    fi
-
-    if wants 6; then
-        echo "-- 6: the embedded store alone" >&2
-        $LOADGEN store --data-dir "$WORK/store-max-$run" --writers 1024 --duration "$STORE_SECONDS" \
-            --out "$OUT/store-max-$run.json"
-        $LOADGEN store --data-dir "$WORK/store-paced-$run" --writers "$SESSIONS" \
-            --rate "$((SESSIONS / 4))" --duration "$STORE_SECONDS" --out "$OUT/store-paced-$run.json"
-    fi
-
-    if wants 7; then
-        echo "-- 7: $CASSANDRA_SESSIONS sessions with no store writes, the embedded store, Cassandra (the CQL test node)" >&2
-        # The session path alone: a flush interval longer than the run, so nothing is written
-        # until the sessions close.
-        start_server "server-nowrites-$run" "${small_server[@]}" RESUME_FLUSH_INTERVAL_MS=600000
-        $LOADGEN sessions --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${small_crowd[@]}" \
-            --target nowrites --out "$OUT/sessions-nowrites-$run.json"
-        stop_target
-        start_server "server-embedded-$run" "${small_server[@]}"
-        $LOADGEN sessions --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${small_crowd[@]}" \
-            --target embedded --out "$OUT/sessions-embedded-$run.json"
-        stop_target
-        start_node "cql-node-$run"
-        start_server "server-cassandra-$run" "${small_server[@]}" RESUME_STORE=cassandra \
-            RESUME_CASSANDRA_NODES="$NODE_CQL" RESUME_INIT_SCHEMA=true RESUME_CASSANDRA_DEVELOPMENT=true \
-            RESUME_CASSANDRA_REPLICATION="$CASSANDRA_REPLICATION" \
-            RESUME_CASSANDRA_CONSISTENCY="$CASSANDRA_CONSISTENCY"
-        # Only the server's CPU and RSS are billed; the node's are reported apart.
-        $LOADGEN sessions --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${small_crowd[@]}" \
-            --store-pid "$NODE_PID" --store-control "$NODE_CONTROL" \
-            --target cassandra --out "$OUT/sessions-cassandra-$run.json"
-        stop_target # first, so that its last writes still reach the node
-        stop_node
-    fi
+    if ((run % 2)); then order="1 2 3 4 6 7"; else order="2 1 4 3 6 7"; fi
+    for scenario in $order; do
+        if wants "$scenario"; then "scenario_$scenario"; fi
+    done
 done
 
 {
