@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of resume-server: the Rust unit and integration tests, the
+# HTTP API fuzzed against its OpenAPI document (scripts/contract-fuzz.sh), the
 # AsyncAPI document's validation, then the browser end-to-end test in Debian's
 # headless Chromium.
+#
+# The fuzzing needs python3 with venv and curl, and builds the release server.
 #
 # The validation needs Node.js and tests/e2e/node_modules (installed here with
 # `npm ci` when missing); the end-to-end test needs /usr/bin/chromium too
@@ -15,6 +18,9 @@ cd "$(dirname "$0")/.."
 # as separate processes; build them first so every test finds them.
 cargo build --workspace --bins
 cargo test --workspace --all-targets
+
+# The HTTP API against its OpenAPI document: Schemathesis on a release server.
+./scripts/contract-fuzz.sh
 
 # The session protocol's AsyncAPI document, checked by the AsyncAPI parser.
 if [[ ! -d tests/e2e/node_modules ]]; then

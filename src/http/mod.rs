@@ -65,7 +65,7 @@ pub fn with_request_tracing(router: Router) -> Router {
 #[into_params(parameter_in = Query)]
 pub struct MovieQuery {
     /// The title: a `movie_id` of the catalog.
-    #[param(required = true, min_length = 1)]
+    #[param(required = true, min_length = 1, example = "inception")]
     movie_id: Option<String>,
 }
 

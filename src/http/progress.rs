@@ -38,7 +38,7 @@ pub fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Items at most, 1 to 100 (default 20).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, example = 20)]
     limit: Option<String>,
 }
 
@@ -153,7 +153,7 @@ pub struct ProgressResponse {
     get,
     path = "/api/v1/progress/{movie_id}",
     tag = "progress",
-    params(("movie_id" = String, Path, description = "A title of the catalog", min_length = 1)),
+    params(("movie_id" = String, Path, description = "A title of the catalog", min_length = 1, example = "inception")),
     responses(
         (status = 200, description = "The position", body = ProgressResponse),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
@@ -184,7 +184,7 @@ pub async fn get_progress(
     delete,
     path = "/api/v1/progress/{movie_id}",
     tag = "progress",
-    params(("movie_id" = String, Path, description = "A title of the catalog", min_length = 1)),
+    params(("movie_id" = String, Path, description = "A title of the catalog", min_length = 1, example = "inception")),
     responses(
         (status = 204, description = "Deleted (also when nothing was saved)"),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
@@ -209,7 +209,7 @@ pub async fn delete_progress(
     put,
     path = "/api/v1/progress/{movie_id}/watched",
     tag = "progress",
-    params(("movie_id" = String, Path, description = "A title of the catalog", min_length = 1)),
+    params(("movie_id" = String, Path, description = "A title of the catalog", min_length = 1, example = "inception")),
     responses(
         (status = 204, description = "Marked watched"),
         (status = 401, description = "No valid bearer token", body = ErrorBody),

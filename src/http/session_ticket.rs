@@ -28,7 +28,7 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct TicketRequest {
     /// The title the session will play.
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, examples("inception"))]
     movie_id: String,
 }
 

@@ -84,11 +84,11 @@ pub async fn stream(
 #[serde(deny_unknown_fields)]
 pub struct ProgressBody {
     /// The title.
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, examples("inception"))]
     movie_id: String,
     /// Position in seconds; fractions allowed; beyond the title's duration it
     /// is clamped to it.
-    #[schema(minimum = 0.0)]
+    #[schema(minimum = 0.0, examples(2843.0))]
     position_seconds: f64,
 }
 
