@@ -16,7 +16,6 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-/// 200 while the process serves.
 /// Liveness: 200 while the process serves.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "Alive", body = String, content_type = "text/plain")),
@@ -25,10 +24,11 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Readiness: whether this instance should get new viewers.
+///
 /// 200 while the store passes its background probes; 503 after a few
 /// consecutive failures, until one passes again (`crate::readiness` says why,
 /// and what an orchestrator does with it). Answers from memory, at once.
-/// Readiness: whether this instance should get new viewers.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = String, content_type = "text/plain"),
