@@ -48,7 +48,9 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Whether retrying later may succeed (server full, user cap, refused or reset).
+    /// Whether retrying later may succeed (server full, user cap, refused or
+    /// reset, or a connection closed before the upgrade's answer), as a
+    /// player retries with backoff.
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Status(code) => *code == 503 || *code == 429,
@@ -57,7 +59,13 @@ impl ClientError {
                 let code = response.status().as_u16();
                 code == 503 || code == 429
             }
-            Self::Ws(tungstenite::Error::Io(_) | tungstenite::Error::ConnectionClosed) => true,
+            Self::Ws(
+                tungstenite::Error::Io(_)
+                | tungstenite::Error::ConnectionClosed
+                | tungstenite::Error::Protocol(
+                    tungstenite::error::ProtocolError::HandshakeIncomplete,
+                ),
+            ) => true,
             _ => false,
         }
     }
@@ -241,5 +249,20 @@ mod tests {
                     resume_store_writes_totally 9\nresume_live_sessions 3\n";
         assert_eq!(metric_sum(text, "resume_store_writes_total"), 6.0);
         assert_eq!(metric_sum(text, "resume_live_sessions"), 3.0);
+    }
+
+    #[test]
+    fn a_connection_closed_during_the_handshake_is_retried_and_a_refusal_is_not() {
+        use tungstenite::error::ProtocolError;
+        let incomplete = ClientError::Ws(tungstenite::Error::Protocol(
+            ProtocolError::HandshakeIncomplete,
+        ));
+        assert!(incomplete.is_transient());
+        assert!(ClientError::Status(503).is_transient());
+        assert!(!ClientError::Status(401).is_transient());
+        let bad_header = ClientError::Ws(tungstenite::Error::Protocol(
+            ProtocolError::SecWebSocketAcceptKeyMismatch,
+        ));
+        assert!(!bad_header.is_transient());
     }
 }
