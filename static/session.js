@@ -56,11 +56,23 @@ export class PlaybackSession {
     clearTimeout(this.retryTimer);
     removeEventListener('online', this.onOnline);
     removeEventListener('offline', this.onOffline);
-    if (this.socket) {
+    const socket = this.socket;
+    if (socket) {
       // Nothing said after this may reach the page: it may show another title
       // or another viewer by then.
-      this.socket.onmessage = null;
-      this.socket.close(1000, 'viewer left');
+      socket.onmessage = null;
+      if (socket.readyState === WebSocket.CONNECTING) {
+        // Closing a socket that is still connecting makes the browser log a
+        // failed connection; let it open, hand over the last position, then
+        // close it.
+        const last = this.latest;
+        socket.onopen = () => {
+          if (last) socket.send(JSON.stringify(last));
+          socket.close(1000, 'viewer left');
+        };
+      } else {
+        socket.close(1000, 'viewer left');
+      }
       this.socket = null;
     }
     this.report('closed');
