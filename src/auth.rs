@@ -2,7 +2,7 @@
 //!
 //! The server's session upgrade takes more credentials than a JWT (a session
 //! ticket, a subprotocol) and a knob for query tokens; `http::session_auth`
-//! reads those. [`SessionUser`] stays for tools that only verify JWTs.
+//! reads those.
 //!
 //! The user id is the `sub` of a token verified with the configured key, and
 //! nothing else: no route takes a user id from a body or query. Keys come from
@@ -284,31 +284,6 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts)?.ok_or(AuthError::Missing)?;
         Ok(Self(AuthKeys::from_ref(state).verify(token)?))
-    }
-}
-
-/// A caller authenticated by the header or, because browsers cannot set headers
-/// on a WebSocket, by an `access_token` query parameter. The server's own
-/// session route uses `http::session_auth` instead, which also takes tickets
-/// and can refuse query tokens.
-#[derive(Debug, Clone)]
-pub struct SessionUser(pub UserId);
-
-impl<S> FromRequestParts<S> for SessionUser
-where
-    AuthKeys: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let keys = AuthKeys::from_ref(state);
-        if let Some(token) = bearer_token(parts)? {
-            return Ok(Self(keys.verify(token)?));
-        }
-        let query = parts.uri.query().unwrap_or("");
-        let token = form_urlencoded_value(query, "access_token").ok_or(AuthError::Missing)?;
-        Ok(Self(keys.verify(&token)?))
     }
 }
 

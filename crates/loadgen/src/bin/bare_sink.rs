@@ -23,7 +23,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use clap::Parser;
-use resume_server::auth::{AuthKeys, AuthenticatedUser, SessionUser};
+use resume_server::auth::{AuthKeys, AuthenticatedUser};
 use resume_server::config::Config;
 use resume_server::secret::Secret;
 use serde::Deserialize;
@@ -99,7 +99,7 @@ const STREAM_BODY: &str = r#"{"movie_id":"inception","title":"Inception","stream
 
 async fn session(
     State(state): State<SinkState>,
-    SessionUser(_user): SessionUser,
+    AuthenticatedUser(_user): AuthenticatedUser,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let buffers = &state.buffers;
