@@ -28,6 +28,7 @@ LOOKUP_SECONDS=${LOOKUP_SECONDS:-20}
 LOOKUP_CONCURRENCY=${LOOKUP_CONCURRENCY:-64}
 TICKING_SESSIONS=${TICKING_SESSIONS:-10000} # scenario 8: sessions ticking under the lookups
 STORE_SECONDS=${STORE_SECONDS:-10}
+ENGINE_BATCH=${ENGINE_BATCH:-24}  # writes per commit of the paced store (scenario 6's figure)
 SERVER_PORT=${SERVER_PORT:-18080}
 SINK_PORT=${SINK_PORT:-18081}
 SECRET=${SECRET:-bench-secret-bench-secret-bench-secret-0123}
@@ -180,6 +181,12 @@ scenario_6() {
         --out "$OUT/store-max-$run.json"
     $LOADGEN store --data-dir "$WORK/store-paced-$run" --writers "$SESSIONS" \
         --rate "$((SESSIONS / 4))" --duration "$STORE_SECONDS" --out "$OUT/store-paced-$run.json"
+    # The engine on trial: redb against fjall on the same write pattern, at the
+    # batch size the paced store sees and at the largest batch.
+    $LOADGEN engines --data-dir "$WORK/engines-paced-$run" --keys "$SESSIONS" --batch "$ENGINE_BATCH" \
+        --duration "$STORE_SECONDS" --out "$OUT/engines-paced-$run.json"
+    $LOADGEN engines --data-dir "$WORK/engines-max-$run" --keys "$SESSIONS" --batch 4096 \
+        --duration "$STORE_SECONDS" --out "$OUT/engines-max-$run.json"
 }
 
 scenario_7() {

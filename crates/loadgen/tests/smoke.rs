@@ -272,3 +272,36 @@ async fn embedded_store_bench_counts_commits() {
     let commits = report["commits"].as_u64().unwrap();
     assert!(writes > 0 && commits > 0 && commits <= writes, "{report:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_trial_runs_both_engines() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("engines");
+    let report = loadgen(&[
+        "engines",
+        "--data-dir",
+        data_dir.to_str().expect("utf-8 path"),
+        "--keys",
+        "100",
+        "--batch",
+        "8",
+        "--duration",
+        "0.3",
+    ])
+    .await;
+    let engines = report["engines"].as_array().expect("engines");
+    let names: Vec<_> = engines
+        .iter()
+        .map(|e| e["engine"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["redb", "fjall"], "{report:#}");
+    for engine in engines {
+        let (writes, commits) = (
+            engine["writes"].as_u64().unwrap(),
+            engine["commits"].as_u64().unwrap(),
+        );
+        assert!(commits > 0, "{report:#}");
+        assert_eq!(writes, commits * 8, "{report:#}");
+        assert!(engine["disk_bytes"].as_u64().unwrap() > 0, "{report:#}");
+    }
+}

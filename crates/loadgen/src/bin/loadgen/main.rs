@@ -11,6 +11,8 @@
 //! * `sessions --lookup-concurrency N` runs `lookup`'s client through the
 //!   plateau too, and `--sample-every`/`--store-dir` record the server through
 //!   it (a soak's drift: RSS, CPU per tick, store size, start against end).
+//! * `engines` puts the embedded store's engine (redb) against an LSM engine
+//!   (fjall) on the store's own write pattern.
 //! * `table` turns the JSON reports of `bench/run.sh` into one Markdown table.
 //!
 //! Layout: `coordinator` runs the phases and samples the server (`procfs`,
@@ -26,6 +28,7 @@
 mod client;
 mod coordinator;
 mod drift;
+mod engines;
 mod hist;
 mod lookup;
 mod procfs;
@@ -71,6 +74,8 @@ enum Mode {
     Lookup(LookupArgs),
     /// The embedded store alone: group-committed writes per second and per fsync.
     Store(StoreArgs),
+    /// redb against fjall on the embedded store's write pattern.
+    Engines(EnginesArgs),
     /// Print the Markdown table of a directory of reports.
     Table {
         /// Directory holding `<kind>-<target>-<run>.json` reports.
@@ -209,6 +214,25 @@ struct StoreArgs {
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
     /// Seconds to run.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Write the JSON report here (default: stdout).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct EnginesArgs {
+    /// Directory for both databases (must not exist or be empty).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Distinct viewers whose cells are overwritten in turn.
+    #[arg(long, default_value_t = 19_000)]
+    keys: usize,
+    /// Writes per durable commit.
+    #[arg(long, default_value_t = 24)]
+    batch: usize,
+    /// Seconds each engine runs.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
     /// Write the JSON report here (default: stdout).
@@ -458,6 +482,32 @@ async fn run(cli: Cli) -> Result<(), String> {
                 report.p99_ms,
                 report.errors
             );
+            emit(&report, args.out.as_ref())
+        }
+        Mode::Engines(args) => {
+            let plan = engines::EnginePlan {
+                data_dir: args.data_dir,
+                keys: args.keys,
+                batch: args.batch,
+                duration: Duration::from_secs_f64(args.duration),
+            };
+            let report = tokio::task::spawn_blocking(move || engines::run(&plan))
+                .await
+                .map_err(|e| e.to_string())??;
+            for e in &report.engines {
+                eprintln!(
+                    "loadgen engines {}: {} writes per commit, {:.0} writes/s, {:.1} µs CPU/write, \
+                     {:.0} µs CPU/commit, commit p50 {:.2} ms p99 {:.2} ms, {} bytes on disk",
+                    e.engine,
+                    e.batch,
+                    e.writes_per_second,
+                    e.cpu_us_per_write,
+                    e.cpu_us_per_commit,
+                    e.commit_p50_ms,
+                    e.commit_p99_ms,
+                    e.disk_bytes
+                );
+            }
             emit(&report, args.out.as_ref())
         }
         Mode::Table { dir } => {

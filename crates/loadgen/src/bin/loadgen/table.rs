@@ -13,6 +13,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 use crate::coordinator::RunReport;
+use crate::engines::EnginesReport;
 use crate::lookup::LookupReport;
 use crate::store_bench::StoreReport;
 
@@ -98,6 +99,8 @@ pub fn render(dir: &Path) -> Result<String, String> {
     let constant: Vec<LookupReport> = load(dir, "lookup-bare-")?;
     let store_max: Vec<StoreReport> = load(dir, "store-max-")?;
     let store_paced: Vec<StoreReport> = load(dir, "store-paced-")?;
+    let engines_paced: Vec<EnginesReport> = load(dir, "engines-paced-")?;
+    let engines_max: Vec<EnginesReport> = load(dir, "engines-max-")?;
     let cassandra: Vec<RunReport> = load(dir, "sessions-cassandra-")?;
     let embedded: Vec<RunReport> = load(dir, "sessions-embedded-")?;
     let no_writes: Vec<RunReport> = load(dir, "sessions-nowrites-")?;
@@ -483,6 +486,9 @@ pub fn render(dir: &Path) -> Result<String, String> {
                 == 0.0,
         ),
     );
+    t.scenario(!engines_paced.is_empty() || !engines_max.is_empty());
+    engine_rows(&mut t, &engines_paced);
+    engine_rows(&mut t, &engines_max);
     t.scenario(!cassandra.is_empty());
     cassandra_rows(&mut t, &cassandra, &embedded, &no_writes);
     t.scenario(!ticking.is_empty());
@@ -490,6 +496,46 @@ pub fn render(dir: &Path) -> Result<String, String> {
     t.scenario(!soak.is_empty());
     soak_rows(&mut t, &soak);
     Ok(t.out)
+}
+
+/// Scenario 6's engine trial: redb against fjall at one batch size.
+fn engine_rows(t: &mut Table, reports: &[EnginesReport]) {
+    if reports.is_empty() {
+        return;
+    }
+    let s = "6 engines";
+    let of = |name: &str, field: fn(&crate::engines::EngineReport) -> f64| {
+        median(reports, |r| {
+            r.engines
+                .iter()
+                .find(|e| e.engine == name)
+                .map_or(f64::NAN, field)
+        })
+    };
+    let batch = of("redb", |e| e.batch as f64);
+    let line = |name: &str| {
+        format!(
+            "{:.1} µs CPU/write, {:.0} writes/s, commit p99 {:.2} ms, {:.1} MiB on disk",
+            of(name, |e| e.cpu_us_per_write),
+            of(name, |e| e.writes_per_second),
+            of(name, |e| e.commit_p99_ms),
+            of(name, |e| e.disk_bytes as f64) / (1 << 20) as f64
+        )
+    };
+    t.row(
+        s,
+        &format!("redb, {batch:.0} writes per commit"),
+        line("redb"),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        &format!("fjall, {batch:.0} writes per commit"),
+        line("fjall"),
+        "",
+        None,
+    );
 }
 
 /// Scenario 8: lookups while sessions tick, on the server and on the bare sink.
