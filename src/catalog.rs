@@ -226,11 +226,14 @@ impl Catalog {
     }
 }
 
+/// One series while the catalog is checked: its title, and its episodes as
+/// `((season, episode), index into the catalog)`.
+type SeriesEpisodes<'a> = (&'a str, Vec<((u32, u32), usize)>);
+
 /// Checks every title's episode fields and orders each series: returns the
 /// index of each episode's successor.
 fn episode_order(movies: &[Movie]) -> Result<HashMap<usize, usize>, CatalogError> {
-    // series_id → (its title, its episodes as ((season, episode), index)).
-    let mut series: HashMap<&str, (&str, Vec<((u32, u32), usize)>)> = HashMap::new();
+    let mut series: HashMap<&str, SeriesEpisodes<'_>> = HashMap::new();
     for (i, movie) in movies.iter().enumerate() {
         if !movie.has_episode_fields() {
             continue;
@@ -240,9 +243,7 @@ fn episode_order(movies: &[Movie]) -> Result<HashMap<usize, usize>, CatalogError
             reason,
         };
         let Some(series_id) = movie.series_id.as_deref() else {
-            return Err(invalid(
-                "series_title, season and episode need a series_id",
-            ));
+            return Err(invalid("series_title, season and episode need a series_id"));
         };
         if series_id.is_empty() {
             return Err(invalid("series_id must not be empty"));
@@ -356,7 +357,10 @@ mod tests {
         assert!(refusal(vec![episode("x", "a", 0, 1)]).contains("from 1"));
         assert!(refusal(vec![episode("x", "a", 1, 0)]).contains("from 1"));
         let twice = refusal(vec![episode("x", "a", 1, 1), episode("y", "a", 1, 1)]);
-        assert!(twice.contains("\"y\"") && twice.contains("same season"), "{twice}");
+        assert!(
+            twice.contains("\"y\"") && twice.contains("same season"),
+            "{twice}"
+        );
         let renamed = Movie {
             series_title: Some("Other".into()),
             ..episode("y", "a", 1, 2)
@@ -375,7 +379,10 @@ mod tests {
         let json = serde_json::to_value(episode("x", "a", 1, 2)).unwrap();
         assert_eq!(json["series_id"], "a");
         assert_eq!(json["series_title"], "The a");
-        assert_eq!((json["season"].as_u64(), json["episode"].as_u64()), (Some(1), Some(2)));
+        assert_eq!(
+            (json["season"].as_u64(), json["episode"].as_u64()),
+            (Some(1), Some(2))
+        );
         // An old catalog file (no episode fields) still reads.
         let old: Movie = serde_json::from_str(
             r#"{"movie_id":"m","title":"M","duration_seconds":1.0,"stream_url":"/m"}"#,
@@ -387,7 +394,11 @@ mod tests {
     #[test]
     fn built_in_holds_the_demo_series_in_order() {
         let catalog = Catalog::built_in();
-        let ids: Vec<&str> = catalog.movies().iter().map(|m| m.movie_id.as_str()).collect();
+        let ids: Vec<&str> = catalog
+            .movies()
+            .iter()
+            .map(|m| m.movie_id.as_str())
+            .collect();
         assert_eq!(
             ids,
             [
