@@ -116,7 +116,7 @@ test('a viewer resumes where they stopped, per title and per viewer', async (t) 
     await page.evaluate(() => { document.querySelector('[data-testid=video]').currentTime = 57.5; });
     await page.waitForFunction(() => document.querySelector('[data-testid=video]').ended,
       null, { timeout: STEP_MS });
-    await page.locator('[data-testid=catalog-item][data-movie-id=countdown][data-completed=true]')
+    await page.locator('[data-testid=catalog-item][data-movie-id=countdown][data-watched=true]')
       .waitFor({ timeout: STEP_MS });
     await play(page, 'countdown');
     await expectStatus(page, 'Starting from the beginning');
