@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs the seven benchmark scenarios of docs/BENCHMARKS.md against a release build and prints one table.
+# Runs the eight benchmark scenarios of docs/BENCHMARKS.md against a release build and prints one table.
 #
 #   bench/run.sh                          # full run: 19,000 sessions, 60 s plateau, 2 runs
 #   SESSIONS=2000 DURATION=10 RUNS=1 bench/run.sh   # quick run
 #   SCENARIOS=7 RUNS=5 bench/run.sh       # only the Cassandra scenario, five times
+#   SCENARIOS=soak RUNS=1 bench/run.sh    # the soak: $SESSIONS sessions for $SOAK_SECONDS (bench/soak.sh)
 #
 # Everything listens on 127.0.0.1; every process this script starts is stopped by
 # pid, on error and interrupt too. Reports land in $OUT (default
@@ -15,14 +16,19 @@ SESSIONS=${SESSIONS:-19000}     # concurrent sessions / viewers per scenario
 DURATION=${DURATION:-60}        # plateau seconds of scenarios 1-3
 RUNS=${RUNS:-2}                 # repetitions; the table shows medians
 # Which blocks run: 1 (with the storm, 5), 2, 3 (with 4's lookups on the server), 4 (the
-# constant-body lookups), 6, 7.
-SCENARIOS=${SCENARIOS:-1 2 3 4 6 7}
+# constant-body lookups), 6, 7, 8 (lookups while sessions tick, server and sink), and
+# `soak` (not by default: $SESSIONS sessions for $SOAK_SECONDS, sampled every $SAMPLE_EVERY s).
+SCENARIOS=${SCENARIOS:-1 2 3 4 6 7 8}
+SOAK_SECONDS=${SOAK_SECONDS:-1800}
+SAMPLE_EVERY=${SAMPLE_EVERY:-60}
 PROCESSES=${PROCESSES:-4}       # loadgen processes (each may hold < 20,000 sockets)
 CONNECT_RATE=${CONNECT_RATE:-50000} # upgrades/s asked for; the server sets the pace
 MAX_CONNECTING=${MAX_CONNECTING:-512}  # upgrades in flight; well below the listen backlog (4096)
 LOOKUP_SECONDS=${LOOKUP_SECONDS:-20}
 LOOKUP_CONCURRENCY=${LOOKUP_CONCURRENCY:-64}
+TICKING_SESSIONS=${TICKING_SESSIONS:-10000} # scenario 8: sessions ticking under the lookups
 STORE_SECONDS=${STORE_SECONDS:-10}
+ENGINE_BATCH=${ENGINE_BATCH:-24}  # writes per commit of the paced store (scenario 6's figure)
 SERVER_PORT=${SERVER_PORT:-18080}
 SINK_PORT=${SINK_PORT:-18081}
 SECRET=${SECRET:-bench-secret-bench-secret-bench-secret-0123}
@@ -175,6 +181,12 @@ scenario_6() {
         --out "$OUT/store-max-$run.json"
     $LOADGEN store --data-dir "$WORK/store-paced-$run" --writers "$SESSIONS" \
         --rate "$((SESSIONS / 4))" --duration "$STORE_SECONDS" --out "$OUT/store-paced-$run.json"
+    # The engine on trial: redb against fjall on the same write pattern, at the
+    # batch size the paced store sees and at the largest batch.
+    $LOADGEN engines --data-dir "$WORK/engines-paced-$run" --keys "$SESSIONS" --batch "$ENGINE_BATCH" \
+        --duration "$STORE_SECONDS" --out "$OUT/engines-paced-$run.json"
+    $LOADGEN engines --data-dir "$WORK/engines-max-$run" --keys "$SESSIONS" --batch 4096 \
+        --duration "$STORE_SECONDS" --out "$OUT/engines-max-$run.json"
 }
 
 scenario_7() {
@@ -202,11 +214,43 @@ scenario_7() {
     stop_node
 }
 
+scenario_8() {
+    echo "-- 8: lookups while $TICKING_SESSIONS sessions tick, on the server and on the bare sink" >&2
+    local ticking=(--viewers "$TICKING_SESSIONS" --duration "$LOOKUP_SECONDS" --processes "$PROCESSES"
+        --connect-rate "$CONNECT_RATE" --max-connecting "$MAX_CONNECTING"
+        --lookup-concurrency "$LOOKUP_CONCURRENCY")
+    local first=server second=bare
+    if ((run % 2 == 0)); then first=bare second=server; fi
+    for target in $first $second; do
+        if [[ $target == server ]]; then
+            start_server "server-ticking-$run"
+            $LOADGEN sessions --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${ticking[@]}" \
+                --out "$OUT/ticking-server-$run.json"
+        else
+            start_sink "sink-ticking-$run"
+            $LOADGEN sessions --addr 127.0.0.1:$SINK_PORT --server-pid "$SERVER_PID" "${ticking[@]}" \
+                --target bare-sink --check-every 0 --out "$OUT/ticking-bare-$run.json"
+        fi
+        stop_target
+    done
+}
+
+scenario_soak() {
+    echo "-- soak: $SESSIONS sessions for $SOAK_SECONDS s on the embedded store" >&2
+    start_server "server-soak-$run"
+    $LOADGEN sessions --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" \
+        --viewers "$SESSIONS" --duration "$SOAK_SECONDS" --processes "$PROCESSES" \
+        --connect-rate "$CONNECT_RATE" --max-connecting "$MAX_CONNECTING" \
+        --sample-every "$SAMPLE_EVERY" --store-dir "$WORK/data-server-soak-$run" \
+        --out "$OUT/soak-server-$run.json"
+    stop_target
+}
+
 # The server and the bare sink alternate which goes first from run to run, so
 # that neither always meets a machine its predecessor just warmed (or loaded).
 for run in $(seq 1 "$RUNS"); do
     echo "== run $run of $RUNS" >&2
-    if ((run % 2)); then order="1 2 3 4 6 7"; else order="2 1 4 3 6 7"; fi
+    if ((run % 2)); then order="1 2 3 4 6 7 8 soak"; else order="2 1 4 3 6 7 8 soak"; fi
     for scenario in $order; do
         if wants "$scenario"; then "scenario_$scenario"; fi
     done
@@ -217,7 +261,7 @@ done
     echo "Load average (1/5/15 min) before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "Commit: $COMMIT${CHANGED:+ with uncommitted changes to: $CHANGED}"
     echo "SCENARIOS=\"$SCENARIOS\" SESSIONS=$SESSIONS DURATION=$DURATION RUNS=$RUNS PROCESSES=$PROCESSES" \
-        "CASSANDRA_SESSIONS=$CASSANDRA_SESSIONS CASSANDRA_CONSISTENCY=$CASSANDRA_CONSISTENCY reports in $OUT"
+        "TICKING_SESSIONS=$TICKING_SESSIONS SOAK_SECONDS=$SOAK_SECONDS CASSANDRA_SESSIONS=$CASSANDRA_SESSIONS CASSANDRA_CONSISTENCY=$CASSANDRA_CONSISTENCY reports in $OUT"
     echo
     $LOADGEN table --dir "$OUT"
 } | tee "$OUT/table.md"

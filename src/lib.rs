@@ -13,9 +13,11 @@
 //!   is — the newest of a live session's position on this node and the store's
 //!   winner, a delete hiding anything received before it — and applies the
 //!   completion threshold (`resume`). The hello of a session, a raw progress
-//!   read and continue watching ask the same function.
+//!   read and continue watching ask the same function; which titles continue
+//!   watching offers, a series as one row that moves on to the next episode,
+//!   is `continue_watching`'s pure decision.
 //! * **Store.** `store::PositionStore`, last-write-wins by the time the server
-//!   received a position: the embedded redb store by default, Cassandra/ScyllaDB
+//!   received a position, with the viewer's watched state beside it: the embedded redb store by default, Cassandra/ScyllaDB
 //!   in production.
 //! * **Readiness.** `readiness` probes the store in the background and keeps
 //!   what `/readyz` answers, with hysteresis.
@@ -37,6 +39,7 @@ pub mod auth;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod continue_watching;
 pub mod demo_login_limit;
 pub mod error;
 pub mod http;

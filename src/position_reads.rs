@@ -8,6 +8,9 @@
 //! live position shows only if it was received after the stored winner, so a
 //! delete hides every position received before it, live or stored.
 //!
+//! The watched state is the store's alone (a live session has none to add):
+//! every answer carries the stored one, whichever position wins.
+//!
 //! The registry is read *before* the store. A session leaves the registry only
 //! after its final write is durable, so a read that straddles that moment finds
 //! the position in the registry (read first) or in the store (read second),
@@ -23,7 +26,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use crate::auth::UserId;
 use crate::metrics::Metrics;
 use crate::session::{LivePosition, SessionRegistry};
-use crate::store::{PositionStore, SavedPosition, StoreError, Stored};
+use crate::store::{PositionStore, SavedPosition, StoreError, Stored, WatchedState};
 
 /// How far ahead of this node's clock a stored timestamp may be before it
 /// counts as skew (clock sync keeps nodes well within this).
@@ -48,20 +51,22 @@ pub struct PositionReads<'a> {
 }
 
 impl PositionReads<'_> {
-    /// The viewer's position on one title, or `None` when nothing is saved or
-    /// a delete is the newest.
+    /// The viewer's newest position or delete on one title, with its watched
+    /// state; `None` when nothing was ever saved. When the store fails and a
+    /// live session answers, the watched state is unknown and reads as not
+    /// watched.
     pub async fn current(
         &self,
         user: &UserId,
         movie_id: &str,
-    ) -> Result<Option<SavedPosition>, StoreError> {
+    ) -> Result<Option<Stored>, StoreError> {
         let live = self.sessions.latest(user, movie_id);
         let stored = match self.store.get(user.as_str(), movie_id).await {
             Ok(stored) => stored,
             Err(error) => {
                 let Some(live) = live else { return Err(error) };
                 tracing::debug!(%error, "store read failed; answering from a live session");
-                return Ok(Some(live_position(movie_id, live)));
+                return Ok(Some(live_position(movie_id, live, WatchedState::default())));
             }
         };
         if let Some(stored) = &stored {
@@ -70,8 +75,9 @@ impl PositionReads<'_> {
         Ok(newest(movie_id, live, stored))
     }
 
-    /// The viewer's position on every title they have one on, in no order.
-    pub async fn all(&self, user: &UserId) -> Result<Vec<SavedPosition>, StoreError> {
+    /// The viewer's newest position or delete on every title they have one
+    /// on, with its watched state, in no order.
+    pub async fn all(&self, user: &UserId) -> Result<Vec<Stored>, StoreError> {
         let live = self.sessions.latest_by_movie(user);
         let mut stored = self.store.list(user.as_str()).await?;
         let mut positions = Vec::with_capacity(stored.len() + live.len());
@@ -85,7 +91,7 @@ impl PositionReads<'_> {
         }
         for stored in stored {
             self.check_skew(&stored);
-            positions.extend(stored.into_position());
+            positions.push(stored);
         }
         Ok(positions)
     }
@@ -112,30 +118,33 @@ impl PositionReads<'_> {
 }
 
 /// Last-write-wins between a live position and the store's winner: the live
-/// one shows only when received after the stored position or tombstone.
+/// one shows only when received after the stored position or tombstone. The
+/// watched state is the stored one either way.
 pub fn newest(
     movie_id: &str,
     live: Option<LivePosition>,
     stored: Option<Stored>,
-) -> Option<SavedPosition> {
+) -> Option<Stored> {
     match (live, stored) {
         (Some(live), stored)
             if stored
                 .as_ref()
                 .is_none_or(|s| live.received_at_micros > s.timestamp_micros()) =>
         {
-            Some(live_position(movie_id, live))
+            let watched = stored.map_or_else(WatchedState::default, |s| s.watched());
+            Some(live_position(movie_id, live, watched))
         }
-        (_, stored) => stored.and_then(Stored::into_position),
+        (_, stored) => stored,
     }
 }
 
-fn live_position(movie_id: &str, live: LivePosition) -> SavedPosition {
-    SavedPosition {
+fn live_position(movie_id: &str, live: LivePosition, watched: WatchedState) -> Stored {
+    Stored::Position(SavedPosition {
         movie_id: movie_id.to_owned(),
         position_ms: live.position_ms,
         updated_at_micros: live.received_at_micros,
-    }
+        watched,
+    })
 }
 
 #[cfg(test)]
@@ -149,11 +158,17 @@ mod tests {
         })
     }
 
+    const WATCHED: WatchedState = WatchedState {
+        watched: true,
+        last_completed_at_micros: Some(3),
+    };
+
     fn saved(position_ms: u64, at: i64) -> Option<Stored> {
         Some(Stored::Position(SavedPosition {
             movie_id: "m".into(),
             position_ms,
             updated_at_micros: at,
+            watched: WATCHED,
         }))
     }
 
@@ -161,6 +176,7 @@ mod tests {
         Some(Stored::Deleted {
             movie_id: "m".into(),
             deleted_at_micros: at,
+            watched: WATCHED,
         })
     }
 
@@ -182,8 +198,13 @@ mod tests {
             (live(5, 11), deleted(10), Some(5)),
         ];
         for (i, (live, stored, expected)) in table.into_iter().enumerate() {
-            let got = newest("m", live, stored).map(|p| p.position_ms);
-            assert_eq!(got, expected, "row {i}");
+            let got = newest("m", live, stored.clone());
+            let position = got.clone().and_then(Stored::into_position);
+            assert_eq!(position.map(|p| p.position_ms), expected, "row {i}");
+            // The stored watched state comes along, whichever position wins.
+            let watched = got.map(|g| g.watched()).unwrap_or_default();
+            let stored_watched = stored.map(|s| s.watched()).unwrap_or_default();
+            assert_eq!(watched, stored_watched, "row {i}");
         }
     }
 }

@@ -3,6 +3,7 @@
 //! A title watched up to the completion threshold (95 % by default) counts as
 //! finished, so pressing Play starts it from 0. The comparison is done in integer
 //! milliseconds and parts per million so that "exactly 95 %" is unambiguous.
+//! [`completes`] says which writes mark a title watched; every writer asks it.
 
 /// The fraction of a title from which it counts as watched, in parts per million.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +57,18 @@ pub fn resume_position(
             completed: false,
         },
     }
+}
+
+/// Whether a write of `position_ms` completes the title (marks it watched): it
+/// is at or past the threshold, or the player reported the end (`ended`),
+/// wherever that was.
+pub fn completes(
+    position_ms: u64,
+    duration_ms: u64,
+    threshold: CompletionThreshold,
+    ended: bool,
+) -> bool {
+    ended || threshold.is_completed(position_ms, duration_ms)
 }
 
 /// Whether a saved position belongs in continue watching: started (not 0),
@@ -181,6 +194,27 @@ mod tests {
                 is_in_progress(position, 100_000, min_resume, threshold),
                 expected,
                 "{position} with min {min_resume}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_write_completes_at_the_threshold_or_at_the_reported_end() {
+        let threshold = CompletionThreshold::from_fraction(NINETY_FIVE);
+        // (position, ended, expected)
+        let table = [
+            (0, false, false),
+            (94_999, false, false),
+            (95_000, false, true),
+            (100_000, false, true),
+            (10_000, true, true),
+            (0, true, true),
+        ];
+        for (position, ended, expected) in table {
+            assert_eq!(
+                completes(position, 100_000, threshold, ended),
+                expected,
+                "{position} ended={ended}"
             );
         }
     }

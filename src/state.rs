@@ -25,7 +25,7 @@ use crate::readiness::Readiness;
 use crate::resume::{CompletionThreshold, ResumeDecision, resume_position};
 use crate::session::{SessionRegistry, SessionSettings};
 use crate::session_tickets::SessionTicketBook;
-use crate::store::{SavedPosition, SharedStore};
+use crate::store::{SharedStore, Stored};
 
 /// A session whose client takes no message for this long is treated as gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -124,6 +124,7 @@ impl AppState {
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
             tick_rate: config.tick_rate,
             send_timeout: SEND_TIMEOUT,
+            completion_threshold: CompletionThreshold::from_fraction(config.completion_threshold),
         };
         let http = HttpSettings {
             threshold: CompletionThreshold::from_fraction(config.completion_threshold),
@@ -187,12 +188,13 @@ impl AppParts {
         }
     }
 
-    /// The user's position on a title, live sessions and tombstones included.
+    /// The user's newest position or delete on a title, live sessions
+    /// included, with the title's watched state.
     pub async fn current_position(
         &self,
         user: &UserId,
         movie_id: &str,
-    ) -> Result<Option<SavedPosition>, ApiError> {
+    ) -> Result<Option<Stored>, ApiError> {
         Ok(self.positions().current(user, movie_id).await?)
     }
 
@@ -204,7 +206,7 @@ impl AppParts {
     ) -> Result<ResumeDecision, ApiError> {
         let saved = self.current_position(user, &movie.movie_id).await?;
         Ok(resume_position(
-            saved.map(|s| s.position_ms),
+            saved.and_then(Stored::into_position).map(|s| s.position_ms),
             movie.duration_ms(),
             self.http.threshold,
         ))

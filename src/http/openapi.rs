@@ -42,6 +42,7 @@ const DEMO_LOGIN_PATH: &str = "/api/v1/demo/token";
         progress::get_progress,
         progress::delete_progress,
         progress::mark_watched,
+        progress::mark_unwatched,
         catalog::catalog,
         catalog::demo_token,
         openapi_json,

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::MovieQuery;
 use crate::auth::AuthenticatedUser;
 use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
-use crate::resume::{position_ms_from_seconds, seconds_from_ms};
+use crate::resume::{completes, position_ms_from_seconds, seconds_from_ms};
 use crate::state::AppState;
-use crate::store::PositionWrite;
+use crate::store::{PositionWrite, WatchedChange};
 
 /// Routes of the read path and the HTTP write path.
 pub fn router() -> Router<AppState> {
@@ -93,7 +93,8 @@ pub struct ProgressBody {
 }
 
 /// Save a position without a WebSocket: stamped when received, written before
-/// the answer, last-write-wins by that stamp.
+/// the answer, last-write-wins by that stamp. A position at or past the
+/// completion threshold also marks the title watched.
 #[utoipa::path(
     post,
     path = "/api/v1/stream/progress",
@@ -117,8 +118,14 @@ pub async fn progress(
 ) -> Result<StatusCode, ApiError> {
     let received_at = state.clock.now_micros();
     let movie = state.movie(&body.movie_id)?;
-    let position_ms = position_ms_from_seconds(body.position_seconds, movie.duration_ms())
+    let duration_ms = movie.duration_ms();
+    let position_ms = position_ms_from_seconds(body.position_seconds, duration_ms)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let watched = if completes(position_ms, duration_ms, state.http.threshold, false) {
+        WatchedChange::Completed
+    } else {
+        WatchedChange::Unchanged
+    };
     state
         .store
         .put(PositionWrite {
@@ -126,6 +133,7 @@ pub async fn progress(
             movie_id: movie.movie_id.clone(),
             position_ms,
             written_at_micros: received_at,
+            watched,
         })
         .await?;
     state.metrics.http_progress_writes.inc();

@@ -9,6 +9,12 @@
 //! * when the socket ends (close frame, TCP drop, read error, idle timeout) and
 //!   when the server shuts down.
 //!
+//! A write completes the title (marks it watched) when `resume::completes`
+//! says so: its position is at or past the threshold, or it is the position
+//! the player reported `ended` at. (An `ended` that repeats a position already
+//! written adds no write, so it completes the title only through the
+//! threshold.)
+//!
 //! At most one write is in flight; a failed write is retried with backoff, always
 //! with the latest position and its own receive timestamp, so memory per session
 //! is constant whatever the store does. The socket is generic so that tests can
@@ -27,14 +33,14 @@ use tokio_util::sync::CancellationToken;
 use super::book::{BookSettings, PositionBook, Settled, WriteResult};
 use super::flood::{FloodGuard, FloodVerdict};
 use super::protocol::{
-    ClientMessage, ServerMessage, SupersededBy, error_code, parse_client_message,
+    ClientMessage, PlaybackState, ServerMessage, SupersededBy, error_code, parse_client_message,
 };
 use super::registry::{LivePosition, SessionTicket};
 use crate::auth::UserId;
 use crate::clock::SharedClock;
 use crate::metrics::{FlushReason, Metrics, RejectReason, WriteOutcome};
-use crate::resume::seconds_from_ms;
-use crate::store::{PositionWrite, PutOutcome, SharedStore, StoreError, Stored};
+use crate::resume::{CompletionThreshold, completes, seconds_from_ms};
+use crate::store::{PositionWrite, PutOutcome, SharedStore, StoreError, Stored, WatchedChange};
 
 /// Close code: the server is going away (shutdown).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -62,6 +68,8 @@ pub struct SessionSettings {
     pub tick_rate: f64,
     /// Give up on a client that does not take a message for this long.
     pub send_timeout: Duration,
+    /// From here on a write completes the title.
+    pub completion_threshold: CompletionThreshold,
 }
 
 /// Everything one session needs, handed over by the upgrade handler.
@@ -113,6 +121,9 @@ struct SessionActor {
     flood: FloodGuard,
     /// The write in flight.
     pending: Option<WriteFuture>,
+    /// Receive stamp of the position the player reported `ended` at: its write
+    /// completes the title.
+    ended_at_micros: Option<i64>,
     /// When the next ping is due, unless something else is sent before.
     ping_at: Instant,
     /// When the last frame arrived (or the session started): the idle timeout
@@ -143,6 +154,7 @@ where
         flood: FloodGuard::new(settings.tick_rate, now),
         book: PositionBook::new(book_settings, ctx.resume_position_ms),
         pending: None,
+        ended_at_micros: None,
         ping_at: now + settings.ping_interval,
         heard_at: now,
         sent_at: now,
@@ -323,6 +335,9 @@ impl SessionActor {
                     if let Some(shown) = self.book.tick(position_ms, state, now, wall) {
                         self.ctx.ticket.session().set_latest(shown);
                     }
+                    if state == Some(PlaybackState::Ended) {
+                        self.ended_at_micros = self.book.visible().map(|v| v.received_at_micros);
+                    }
                     if verdict == FloodVerdict::Drop {
                         self.ctx.metrics.ticks_coalesced.inc();
                     }
@@ -367,11 +382,19 @@ impl SessionActor {
     fn write_future(&self, position: LivePosition) -> WriteFuture {
         let store = Arc::clone(&self.ctx.store);
         let metrics = Arc::clone(&self.ctx.metrics);
+        let ended = self.ended_at_micros == Some(position.received_at_micros);
+        let threshold = self.ctx.settings.completion_threshold;
+        let watched = if completes(position.position_ms, self.ctx.duration_ms, threshold, ended) {
+            WatchedChange::Completed
+        } else {
+            WatchedChange::Unchanged
+        };
         let write = PositionWrite {
             user_id: self.ctx.user.as_str().to_owned(),
             movie_id: self.ctx.ticket.session().movie_id.to_string(),
             position_ms: position.position_ms,
             written_at_micros: position.received_at_micros,
+            watched,
         };
         Box::pin(async move {
             let started = Instant::now();
@@ -606,6 +629,7 @@ mod tests {
                 idle_timeout: Duration::from_secs(60),
                 tick_rate: 10.0,
                 send_timeout: Duration::from_secs(10),
+                completion_threshold: CompletionThreshold::from_fraction(0.95),
             }),
             store,
             metrics: Arc::new(Metrics::default()),

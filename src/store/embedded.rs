@@ -20,6 +20,13 @@
 //! wins over a write, and between two writes the larger position wins. A put
 //! learns whether it is the winner once its whole batch is applied, so a write
 //! overtaken by a newer one in the same batch is reported superseded.
+//!
+//! The watched state lives in a table of its own beside the positions, keyed
+//! the same, written in the same transaction, and resolved as Cassandra
+//! resolves its two cells (`watched` by its own timestamp, `true` winning a
+//! tie; `last_completed_at` the newest). A file from before the watched state
+//! therefore reads unchanged: its titles are simply not watched. Each part
+//! expires a time to live after its own last write, as Cassandra's cells do.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -31,12 +38,19 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
 pub use super::CommitStats;
-use super::{PositionStore, PositionWrite, PutOutcome, SavedPosition, StoreError, Stored};
+use super::{
+    PositionStore, PositionWrite, PutOutcome, SavedPosition, StoreError, Stored, WatchedChange,
+    WatchedState,
+};
 use crate::clock::{SharedClock, SystemClock};
 
 /// `(user_id, movie_id)` → `(position_ms, written_at_micros, is_tombstone)`.
 const POSITIONS: TableDefinition<(&str, &str), (u64, i64, bool)> =
     TableDefinition::new("playback_position");
+
+/// `(user_id, movie_id)` → `(watched, watched_at_micros, last_completed_at_micros)`:
+/// the watched state, written only by completing and unwatching writes.
+const WATCHED: TableDefinition<(&str, &str), WatchedCell> = TableDefinition::new("watched_state");
 
 /// How long the writer waits after the first write of a batch (see `--store-commit-delay-ms`).
 pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_millis(5);
@@ -68,6 +82,9 @@ struct Job {
 
 /// A stored cell: `(position_ms, written_at_micros, is_tombstone)`.
 type Cell = (u64, i64, bool);
+
+/// A stored watched state: `(watched, watched_at_micros, last_completed_at_micros)`.
+type WatchedCell = (bool, i64, Option<i64>);
 
 /// The redb-backed [`PositionStore`].
 pub struct EmbeddedStore {
@@ -101,6 +118,8 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(POSITIONS).map_err(backend)?;
+        // Created beside the positions of a file from before it existed.
+        txn.open_table(WATCHED).map_err(backend)?;
         txn.commit().map_err(backend)?;
 
         let db = Arc::new(db);
@@ -130,13 +149,27 @@ impl EmbeddedStore {
         self
     }
 
-    /// The entry as readers see it: `None` once it has expired.
-    fn visible(&self, movie_id: &str, cell: Cell) -> Option<Stored> {
+    /// The entry as readers see it: `None` once it has expired, and each part
+    /// of its watched state gone once that part has.
+    fn visible(&self, movie_id: &str, cell: Cell, watched: Option<WatchedCell>) -> Option<Stored> {
         let (_, at, _) = cell;
-        let expired = self
-            .ttl_micros
-            .is_some_and(|ttl| at.saturating_add(ttl) <= self.clock.now_micros());
-        (!expired).then(|| stored(movie_id, cell))
+        if self.expired(at) {
+            return None;
+        }
+        let watched = watched.map(|(watched, watched_at, last_completed)| {
+            (
+                watched && !self.expired(watched_at),
+                watched_at,
+                last_completed.filter(|&completed| !self.expired(completed)),
+            )
+        });
+        Some(stored(movie_id, cell, watched))
+    }
+
+    /// Whether a write stamped `at` has outlived the time to live.
+    fn expired(&self, at: i64) -> bool {
+        self.ttl_micros
+            .is_some_and(|ttl| at.saturating_add(ttl) <= self.clock.now_micros())
     }
 
     /// Group-commit counters.
@@ -189,8 +222,12 @@ impl PositionStore for EmbeddedStore {
         self.read(|db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(POSITIONS).map_err(backend)?;
-            let found = table.get((user_id, movie_id)).map_err(backend)?;
-            Ok(found.and_then(|cell| self.visible(movie_id, cell.value())))
+            let watched = txn.open_table(WATCHED).map_err(backend)?;
+            let Some(cell) = table.get((user_id, movie_id)).map_err(backend)? else {
+                return Ok(None);
+            };
+            let state = watched.get((user_id, movie_id)).map_err(backend)?;
+            Ok(self.visible(movie_id, cell.value(), state.map(|s| s.value())))
         })
         .await
     }
@@ -199,6 +236,7 @@ impl PositionStore for EmbeddedStore {
         self.read(|db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(POSITIONS).map_err(backend)?;
+            let watched = txn.open_table(WATCHED).map_err(backend)?;
             let mut positions = Vec::new();
             for entry in table.range((user_id, "")..).map_err(backend)? {
                 let (key, cell) = entry.map_err(backend)?;
@@ -206,7 +244,8 @@ impl PositionStore for EmbeddedStore {
                 if user != user_id {
                     break;
                 }
-                positions.extend(self.visible(movie, cell.value()));
+                let state = watched.get((user, movie)).map_err(backend)?;
+                positions.extend(self.visible(movie, cell.value(), state.map(|s| s.value())));
             }
             Ok(positions)
         })
@@ -305,18 +344,29 @@ fn commit_batch(db: &Database, batch: &[Job]) -> Result<Vec<PutOutcome>, StoreEr
     let mut outcomes = Vec::with_capacity(batch.len());
     {
         let mut table = txn.open_table(POSITIONS).map_err(backend)?;
+        let mut watched = txn.open_table(WATCHED).map_err(backend)?;
         for job in batch {
             let (key, incoming) = cell_of(&job.mutation);
             let current = table.get(key).map_err(backend)?.map(|cell| cell.value());
             if current.is_none_or(|stored| wins(incoming, stored)) {
                 table.insert(key, incoming).map_err(backend)?;
             }
+            if let Mutation::Put(write) = &job.mutation {
+                let current = watched.get(key).map_err(backend)?.map(|cell| cell.value());
+                let merged = merge_watched(current, write.watched, write.written_at_micros);
+                if let Some(merged) = merged.filter(|merged| Some(*merged) != current) {
+                    watched.insert(key, merged).map_err(backend)?;
+                }
+            }
         }
         for job in batch {
             let (key, incoming) = cell_of(&job.mutation);
             let winner = table.get(key).map_err(backend)?.map(|cell| cell.value());
             outcomes.push(match winner {
-                Some(winner) if winner != incoming => PutOutcome::Superseded(stored(key.1, winner)),
+                Some(winner) if winner != incoming => {
+                    let state = watched.get(key).map_err(backend)?.map(|cell| cell.value());
+                    PutOutcome::Superseded(stored(key.1, winner, state))
+                }
                 _ => PutOutcome::Applied,
             });
         }
@@ -325,20 +375,58 @@ fn commit_batch(db: &Database, batch: &[Job]) -> Result<Vec<PutOutcome>, StoreEr
     Ok(outcomes)
 }
 
-/// A stored cell as the trait reports it.
-fn stored(movie_id: &str, (position_ms, at, deleted): Cell) -> Stored {
+/// A stored cell and watched state as the trait reports them.
+fn stored(
+    movie_id: &str,
+    (position_ms, at, deleted): Cell,
+    watched: Option<WatchedCell>,
+) -> Stored {
+    let watched = watched.map_or_else(WatchedState::default, |(watched, _, last_completed)| {
+        WatchedState {
+            watched,
+            last_completed_at_micros: last_completed,
+        }
+    });
     if deleted {
         Stored::Deleted {
             movie_id: movie_id.to_owned(),
             deleted_at_micros: at,
+            watched,
         }
     } else {
         Stored::Position(SavedPosition {
             movie_id: movie_id.to_owned(),
             position_ms,
             updated_at_micros: at,
+            watched,
         })
     }
+}
+
+/// The watched state after a write stamped `at` that makes `change`, as
+/// Cassandra's two cells would hold it: `watched` goes to the newer timestamp
+/// (`true` on a tie), `last_completed_at` to the newest completion. `None`
+/// when nothing was and nothing is recorded.
+fn merge_watched(
+    current: Option<WatchedCell>,
+    change: WatchedChange,
+    at: i64,
+) -> Option<WatchedCell> {
+    let incoming = match change {
+        WatchedChange::Unchanged => return current,
+        WatchedChange::Completed => true,
+        WatchedChange::Unwatched => false,
+    };
+    let completed_at = incoming.then_some(at);
+    let Some((watched, watched_at, last_completed)) = current else {
+        return Some((incoming, at, completed_at));
+    };
+    let (watched, watched_at) = if (at, incoming) > (watched_at, watched) {
+        (incoming, at)
+    } else {
+        (watched, watched_at)
+    };
+    Some((watched, watched_at, last_completed.max(completed_at)))
 }
 
 /// Whether `incoming` replaces `stored`: the newer timestamp wins; on a tie a
@@ -371,6 +459,7 @@ mod tests {
                 movie_id: "stored".into(),
                 position_ms: 500,
                 written_at_micros: 50,
+                watched: WatchedChange::Unchanged,
             })
             .await
             .unwrap();
@@ -397,6 +486,7 @@ mod tests {
                             movie_id: movie.into(),
                             position_ms: position,
                             written_at_micros: at,
+                            watched: WatchedChange::Unchanged,
                         })
                         .await
                         .unwrap()
@@ -435,6 +525,66 @@ mod tests {
                 panic!("{movie} stored")
             };
             assert_eq!((saved.position_ms, saved.updated_at_micros), winner(movie));
+        }
+    }
+
+    #[test]
+    fn the_watched_state_merges_like_two_cassandra_cells() {
+        use WatchedChange::{Completed, Unchanged, Unwatched};
+        // (stored, change, at, expected)
+        let table = [
+            (None, Unchanged, 10, None),
+            (None, Completed, 10, Some((true, 10, Some(10)))),
+            (None, Unwatched, 10, Some((false, 10, None))),
+            (
+                Some((true, 10, Some(10))),
+                Unchanged,
+                20,
+                Some((true, 10, Some(10))),
+            ),
+            // Newer unwatched keeps the last completion.
+            (
+                Some((true, 10, Some(10))),
+                Unwatched,
+                20,
+                Some((false, 20, Some(10))),
+            ),
+            // Older unwatched loses.
+            (
+                Some((true, 10, Some(10))),
+                Unwatched,
+                5,
+                Some((true, 10, Some(10))),
+            ),
+            // Older completion loses the flag but is still a completion.
+            (
+                Some((false, 20, Some(10))),
+                Completed,
+                15,
+                Some((false, 20, Some(15))),
+            ),
+            (
+                Some((false, 20, Some(10))),
+                Completed,
+                25,
+                Some((true, 25, Some(25))),
+            ),
+            // Ties: watched wins.
+            (
+                Some((false, 20, None)),
+                Completed,
+                20,
+                Some((true, 20, Some(20))),
+            ),
+            (
+                Some((true, 20, Some(20))),
+                Unwatched,
+                20,
+                Some((true, 20, Some(20))),
+            ),
+        ];
+        for (i, (stored, change, at, expected)) in table.into_iter().enumerate() {
+            assert_eq!(merge_watched(stored, change, at), expected, "row {i}");
         }
     }
 

@@ -14,6 +14,13 @@
 //! * **A write returns only once it is durable** in the backend's own sense, and
 //!   says whether it is the stored winner ([`PutOutcome`]): a session acknowledges
 //!   only positions that won.
+//! * **The watched state lives beside the position, with its own timestamp**
+//!   ([`WatchedState`]). Only a write that says so ([`WatchedChange`]) touches
+//!   it, so rewatching from the start (ordinary writes) or a delete leaves a
+//!   title watched. `watched` is last-write-wins by the timestamp of the
+//!   writes that set it (on a tie, `true` wins, as Cassandra's larger value);
+//!   `last_completed_at` is the newest completing write's timestamp, which no
+//!   other write lowers.
 //!
 //! This module owns the data model only; the completion policy lives in
 //! `crate::resume`, and no backend knows about HTTP or sessions.
@@ -24,6 +31,47 @@ pub mod embedded;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+
+/// What a position write does to the title's watched state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WatchedChange {
+    /// Leaves it alone: an ordinary position.
+    #[default]
+    Unchanged,
+    /// The write completes the title: watched, and completed at the write's
+    /// timestamp (see `crate::resume::completes`).
+    Completed,
+    /// The viewer marked the title unwatched.
+    Unwatched,
+}
+
+/// Whether the viewer finished a title.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WatchedState {
+    /// The title counts as watched: the newest completing or unwatching write
+    /// completed it.
+    pub watched: bool,
+    /// Timestamp of the newest write that completed the title (µs since the
+    /// Unix epoch); kept when the title is marked unwatched.
+    pub last_completed_at_micros: Option<i64>,
+}
+
+impl WatchedState {
+    /// Whether anything was ever recorded (a title never completed nor marked
+    /// is the default).
+    pub fn is_known(&self) -> bool {
+        self.watched || self.last_completed_at_micros.is_some()
+    }
+
+    /// Whether the title was completed at or after `at_micros` and is still
+    /// watched: completed since it was last played.
+    pub fn completed_since(&self, at_micros: i64) -> bool {
+        self.watched
+            && self
+                .last_completed_at_micros
+                .is_some_and(|completed| completed >= at_micros)
+    }
+}
 
 /// One position write, stamped by the server when the position was received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +85,8 @@ pub struct PositionWrite {
     /// When the server received the position, in µs since the Unix epoch; the
     /// last-write-wins key.
     pub written_at_micros: i64,
+    /// What the write does to the watched state, at the same timestamp.
+    pub watched: WatchedChange,
 }
 
 /// A position as stored: what the read paths start from.
@@ -48,6 +98,8 @@ pub struct SavedPosition {
     pub position_ms: u64,
     /// The write timestamp that won (µs since the Unix epoch).
     pub updated_at_micros: i64,
+    /// The title's watched state.
+    pub watched: WatchedState,
 }
 
 /// The winner of one `(user, title)` key: a position or a tombstone.
@@ -61,6 +113,8 @@ pub enum Stored {
         movie_id: String,
         /// When the delete was received (µs since the Unix epoch).
         deleted_at_micros: i64,
+        /// The title's watched state, which a delete leaves alone.
+        watched: WatchedState,
     },
 }
 
@@ -80,6 +134,14 @@ impl Stored {
             Self::Deleted {
                 deleted_at_micros, ..
             } => *deleted_at_micros,
+        }
+    }
+
+    /// The title's watched state.
+    pub fn watched(&self) -> WatchedState {
+        match self {
+            Self::Position(saved) => saved.watched,
+            Self::Deleted { watched, .. } => *watched,
         }
     }
 
@@ -132,8 +194,8 @@ pub trait PositionStore: Send + Sync + 'static {
         written_at_micros: i64,
     ) -> Result<(), StoreError>;
 
-    /// The winner of one title for one user, position or tombstone, if anything
-    /// was ever written.
+    /// The winner of one title for one user, position or tombstone, with the
+    /// watched state, if anything was ever written.
     async fn get(&self, user_id: &str, movie_id: &str) -> Result<Option<Stored>, StoreError>;
 
     /// The winner of every title of one user, tombstones included, in no

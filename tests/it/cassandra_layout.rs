@@ -134,6 +134,7 @@ async fn a_viewers_titles_are_read_a_page_at_a_time() {
                 movie_id: format!("movie-{i:02}"),
                 position_ms: 1_000 + i,
                 written_at_micros: 1_700_000_000_000_000 + i as i64,
+                watched: Default::default(),
             })
             .await
             .unwrap();

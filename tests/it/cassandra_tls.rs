@@ -163,6 +163,7 @@ async fn round_trip(node: &CqlTestNode, store: &CassandraStore) {
         movie_id: "inception".into(),
         position_ms: 42_000,
         written_at_micros: 1_700_000_000_000_000,
+        watched: Default::default(),
     };
     assert_eq!(store.put(write).await.unwrap(), PutOutcome::Applied);
     assert_eq!(

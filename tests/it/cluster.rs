@@ -771,3 +771,30 @@ async fn an_unresponsive_store_loses_nothing() {
 async fn a_failing_store_loses_nothing() {
     the_store_goes_away("failing").await;
 }
+
+/// (6) A series across nodes: an episode finished through node 1 (the player
+/// reports its end) is what node 2's continue watching moves on from, read
+/// from the store alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_episode_finished_on_one_node_offers_the_next_on_another() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = Cluster::start(2, FLUSH, &[]).await;
+    let user = "series-viewer";
+    let mut session = Session::connect(cluster.addr(0), user, "night-shift-s1e1")
+        .await
+        .expect("upgrade");
+    session.expect("hello").await;
+    session.tick(5.0).await;
+    // The end, reported below the completion threshold: only `ended` finishes it.
+    session.tick_state(12.0, "ended").await;
+    // Acknowledged once durable, so node 2 reads it at once.
+    session.expect_saved(12.0).await;
+    let items = cluster.continue_watching(1, user).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    let up_next = &items[0];
+    assert_eq!(up_next["movie_id"], "night-shift-s1e2", "{up_next}");
+    assert_eq!(up_next["kind"], "up_next", "{up_next}");
+    assert_eq!(up_next["position_seconds"], 0.0, "{up_next}");
+    assert_eq!(up_next["series_id"], "night-shift", "{up_next}");
+    assert!(close_cleanly(&mut session).await);
+}

@@ -13,6 +13,7 @@ mod http_api;
 mod openapi_contract;
 mod outages;
 mod positions;
+mod series;
 mod session_contract;
 mod session_tickets;
 mod sessions;

@@ -358,6 +358,7 @@ async fn a_stored_position_from_a_fast_clock_is_counted(backend: TestBackend) {
         movie_id: movie.into(),
         position_ms: 30_000,
         written_at_micros: at,
+        watched: Default::default(),
     };
     // Written by a node whose clock runs an hour fast, and by one in sync.
     store

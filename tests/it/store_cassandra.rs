@@ -16,7 +16,8 @@ use resume_server::store::cassandra::{
     self, CassandraSettings, CassandraStore, Statements, apply_schema,
 };
 use resume_server::store::{
-    PositionStore, PositionWrite, PutOutcome, SavedPosition, StoreError, Stored,
+    PositionStore, PositionWrite, PutOutcome, SavedPosition, StoreError, Stored, WatchedChange,
+    WatchedState,
 };
 
 use crate::store_suite::StoreFixture;
@@ -32,6 +33,7 @@ fn write(user: &str, movie: &str, position_ms: u64, at: i64) -> PositionWrite {
         movie_id: movie.into(),
         position_ms,
         written_at_micros: at,
+        watched: Default::default(),
     }
 }
 
@@ -147,6 +149,7 @@ async fn older_timestamp_never_overwrites_newer_in_the_database() {
             movie_id: "inception".into(),
             position_ms: 5_000,
             updated_at_micros: T0 + 10,
+            watched: Default::default(),
         }))
     );
     assert_eq!(node.stored("alice", "inception"), Some((5_000, T0 + 10)));
@@ -169,6 +172,7 @@ async fn older_timestamp_never_overwrites_newer_in_the_database() {
         PutOutcome::Superseded(Stored::Deleted {
             movie_id: "inception".into(),
             deleted_at_micros: T0 + 20,
+            watched: Default::default(),
         })
     );
     // On a timestamp tie the tombstone wins, as in the embedded store.
@@ -189,6 +193,9 @@ async fn older_timestamp_never_overwrites_newer_in_the_database() {
     assert_eq!(node.tombstone("alice", "inception"), None);
     assert_eq!(node.stored("alice", "inception"), Some((8_000, T0 + 30)));
 }
+
+/// The columns of the watched state, which only some writes name.
+const WATCHED_COLUMNS: [&str; 2] = ["watched", "last_completed_at_us"];
 
 /// Column names (in order) of the `CREATE TABLE … playback_position` in schema.cql.
 fn schema_table_columns() -> Vec<String> {
@@ -289,11 +296,28 @@ async fn prepared_statements_use_exactly_the_columns_of_schema_cql() {
             );
         }
         if let Statement::Insert { columns, .. } = &statement {
+            // Every write writes every position column; only the writes that
+            // change the watched state name it.
             let written: BTreeSet<String> = columns.iter().cloned().collect();
-            assert_eq!(
-                written, schema_set,
-                "the INSERT writes every column of schema.cql"
+            let position_columns: BTreeSet<String> = schema_set
+                .iter()
+                .filter(|c| !WATCHED_COLUMNS.contains(&c.as_str()))
+                .cloned()
+                .collect();
+            assert!(
+                written.is_superset(&position_columns),
+                "`{text}` writes every position column of schema.cql"
             );
+            if *text == expected.insert_completed {
+                assert_eq!(written, schema_set, "`{text}` writes the watched pair");
+            } else if *text == expected.insert_unwatched {
+                assert!(written.contains("watched") && !written.contains("last_completed_at_us"));
+            } else {
+                assert_eq!(
+                    written, position_columns,
+                    "`{text}` leaves the watched pair alone"
+                );
+            }
         }
         if let Statement::Select { filters, .. } = &statement {
             assert!(
@@ -343,9 +367,9 @@ async fn missing_table_fails_connect_with_the_fix_and_apply_schema_is_idempotent
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_table_from_before_the_deleted_column_fails_connect_with_the_alter_to_run() {
+async fn a_table_from_before_the_deleted_column_is_refused_until_schema_apply_upgrades_it() {
     let node = CqlTestNode::start().await;
-    // The table as the previous schema.cql created it, with one position in it.
+    // The table as the first schema.cql created it, with one position in it.
     node.execute(
         "CREATE KEYSPACE legacy_ks WITH replication = \
          {'class': 'SimpleStrategy', 'replication_factor': 1}",
@@ -360,30 +384,38 @@ async fn a_table_from_before_the_deleted_column_fails_connect_with_the_alter_to_
     ));
     let settings = settings(&node.addr().to_string(), "legacy_ks", &[]);
 
-    // `schema apply` cannot help: the table exists, so it is left alone.
-    bounded("apply_schema", apply_schema(&settings))
-        .await
-        .expect("applies");
+    // The server refuses it, saying what to run.
     let err = match bounded("connect", CassandraStore::connect(&settings)).await {
         Ok(_) => panic!("connect succeeded on a table without `deleted`"),
         Err(err) => err,
     };
     let message = err.to_string();
-    let fix = "ALTER TABLE legacy_ks.playback_position ADD deleted boolean";
-    assert!(message.contains(&format!("`{fix}`")), "{message}");
-    assert!(message.contains("schema apply"), "{message}");
+    assert!(
+        message.contains("`resume-server schema apply`"),
+        "{message}"
+    );
+    for fix in [
+        "ALTER TABLE legacy_ks.playback_position ADD deleted boolean",
+        "ALTER TABLE legacy_ks.playback_position ADD watched boolean",
+        "ALTER TABLE legacy_ks.playback_position ADD last_completed_at_us bigint",
+    ] {
+        assert!(message.contains(&format!("`{fix}`")), "{message}");
+    }
 
-    // Running exactly that fixes it, and the older row reads as a position.
-    node.execute(fix);
+    // `schema apply` adds the columns, and the older row reads as a position.
+    bounded("apply_schema", apply_schema(&settings))
+        .await
+        .expect("applies");
     let store = bounded("connect", CassandraStore::connect(&settings))
         .await
-        .expect("connects once the column exists");
+        .expect("connects once the columns exist");
     assert_eq!(
         store.get("alice", "inception").await.unwrap(),
         Some(Stored::Position(SavedPosition {
             movie_id: "inception".into(),
             position_ms: 5_000,
             updated_at_micros: T0,
+            watched: WatchedState::default(),
         }))
     );
     store.delete("alice", "inception", T0 + 1).await.unwrap();
@@ -392,8 +424,120 @@ async fn a_table_from_before_the_deleted_column_fails_connect_with_the_alter_to_
         [Stored::Deleted {
             movie_id: "inception".into(),
             deleted_at_micros: T0 + 1,
+            watched: WatchedState::default(),
         }]
     );
+}
+
+/// `schema.cql` as it was before the watched state.
+const SCHEMA_BEFORE_WATCHED: &str = include_str!("fixtures/schema-before-watched.cql");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_apply_upgrades_a_table_from_before_the_watched_state_in_place() {
+    // An empty keyspace: on a fresh test node, or a fresh one on the real node.
+    let (node, settings) = match real_node() {
+        Some(addr) => {
+            let keyspace = format!("resume_test_{:016x}", rand::random::<u64>());
+            let tls = crate::support::real_node_tls_flags();
+            let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+            (None, settings(&addr, &keyspace, &tls))
+        }
+        None => {
+            let node = CqlTestNode::start().await;
+            let settings = settings(&node.addr().to_string(), "resume", &[]);
+            (Some(node), settings)
+        }
+    };
+    let keyspace = settings.keyspace.clone();
+    let replication = settings
+        .replication
+        .clone()
+        .expect("a development replication");
+
+    // The previous version's schema, and a position written as it wrote them.
+    let session = bounded("open a session", cassandra::open_session(&settings, None))
+        .await
+        .expect("opens");
+    let old_schema =
+        cassandra::schema_statements_of(SCHEMA_BEFORE_WATCHED, &keyspace, &replication);
+    assert!(!old_schema.join("\n").contains("watched"), "{old_schema:?}");
+    for statement in old_schema {
+        bounded("old schema", session.query_unpaged(statement, ()))
+            .await
+            .expect("the old schema applies");
+    }
+    let old_insert = format!(
+        "INSERT INTO {keyspace}.playback_position (user_id, movie_id, position_ms, updated_at_us, deleted) \
+         VALUES ('alice', 'inception', 5000, {T0}, false) USING TIMESTAMP {T0}"
+    );
+    bounded("old write", session.query_unpaged(old_insert, ()))
+        .await
+        .expect("the old write lands");
+    let err = match bounded("connect", CassandraStore::connect(&settings)).await {
+        Ok(_) => panic!("connect succeeded on a table without the watched columns"),
+        Err(err) => err,
+    };
+    let message = err.to_string();
+    assert!(
+        message.contains("`resume-server schema apply`"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "ALTER TABLE {keyspace}.playback_position ADD watched boolean"
+        )),
+        "{message}"
+    );
+
+    // Applied twice: the second finds nothing to add.
+    for attempt in ["first", "second"] {
+        bounded("apply_schema", apply_schema(&settings))
+            .await
+            .unwrap_or_else(|e| panic!("{attempt} apply: {e}"));
+    }
+    if let Some(node) = &node {
+        assert!(node.has_table(&keyspace, "playback_position"));
+    }
+
+    let store = bounded("connect", CassandraStore::connect(&settings))
+        .await
+        .expect("connects after the upgrade");
+    let unchanged = Stored::Position(SavedPosition {
+        movie_id: "inception".into(),
+        position_ms: 5_000,
+        updated_at_micros: T0,
+        watched: WatchedState::default(),
+    });
+    assert_eq!(
+        store.get("alice", "inception").await.unwrap(),
+        Some(unchanged.clone())
+    );
+    assert_eq!(store.list("alice").await.unwrap(), [unchanged]);
+
+    // The upgraded table keeps a watched state beside the old position.
+    let completing = PositionWrite {
+        watched: WatchedChange::Completed,
+        ..write("alice", "inception", 7_800_000, T0 + 10)
+    };
+    assert_eq!(store.put(completing).await.unwrap(), PutOutcome::Applied);
+    store
+        .put(write("alice", "inception", 1_000, T0 + 20))
+        .await
+        .unwrap();
+    let rewatching = Stored::Position(SavedPosition {
+        movie_id: "inception".into(),
+        position_ms: 1_000,
+        updated_at_micros: T0 + 20,
+        watched: WatchedState {
+            watched: true,
+            last_completed_at_micros: Some(T0 + 10),
+        },
+    });
+    assert_eq!(
+        store.get("alice", "inception").await.unwrap(),
+        Some(rewatching.clone())
+    );
+    assert_eq!(store.list("alice").await.unwrap(), [rewatching]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,7 @@ fn write(user: &str, movie: &str, position_ms: u64, at: i64) -> PositionWrite {
         movie_id: movie.into(),
         position_ms,
         written_at_micros: at,
+        watched: Default::default(),
     }
 }
 

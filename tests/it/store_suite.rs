@@ -7,7 +7,9 @@
 use std::any::Any;
 use std::time::Duration;
 
-use resume_server::store::{PositionWrite, PutOutcome, SavedPosition, SharedStore, Stored};
+use resume_server::store::{
+    PositionWrite, PutOutcome, SavedPosition, SharedStore, Stored, WatchedChange, WatchedState,
+};
 
 /// A store under test and the resources that keep it alive.
 pub struct StoreFixture {
@@ -29,7 +31,33 @@ fn write(user: &str, movie: &str, position_ms: u64, at: i64) -> PositionWrite {
         movie_id: movie.into(),
         position_ms,
         written_at_micros: at,
+        watched: WatchedChange::Unchanged,
     }
+}
+
+/// A write that changes the watched state.
+fn marking(movie: &str, position_ms: u64, at: i64, change: WatchedChange) -> PositionWrite {
+    PositionWrite {
+        watched: change,
+        ..write("alice", movie, position_ms, at)
+    }
+}
+
+/// The watched state `(watched, last_completed_at)` as `get` and `list` both
+/// report it for alice's `movie` (they must agree).
+async fn watched_state(store: &SharedStore, movie: &str) -> (bool, Option<i64>) {
+    let got = store.get("alice", movie).await.unwrap().expect("a title");
+    let listed: Vec<WatchedState> = store
+        .list("alice")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.movie_id() == movie)
+        .map(|s| s.watched())
+        .collect();
+    assert_eq!(listed, [got.watched()], "list agrees with get");
+    let state = got.watched();
+    (state.watched, state.last_completed_at_micros)
 }
 
 const T0: i64 = 1_700_000_000_000_000;
@@ -151,6 +179,7 @@ pub async fn delete_hides_older_writes(fixture: &StoreFixture) {
     let tombstone = Stored::Deleted {
         movie_id: "inception".into(),
         deleted_at_micros: T0 + 10,
+        watched: Default::default(),
     };
     // Reads report the tombstone with its timestamp.
     assert_eq!(
@@ -185,6 +214,7 @@ pub async fn put_says_whether_it_won(fixture: &StoreFixture) {
             movie_id: "inception".into(),
             position_ms: 1_000,
             updated_at_micros: T0 + 10,
+            watched: Default::default(),
         }))
     );
     assert_eq!(put(2_000, T0 + 11).await.unwrap(), PutOutcome::Applied);
@@ -285,6 +315,132 @@ pub async fn positions_expire_a_ttl_after_their_last_write(fixture: &StoreFixtur
     assert!(store.list("alice").await.unwrap().is_empty());
 }
 
+pub async fn a_completing_write_marks_the_title_watched(fixture: &StoreFixture) {
+    let store = fixture.store.clone();
+    store.put(write("alice", "clock", 1_000, T0)).await.unwrap();
+    assert_eq!(watched_state(&store, "clock").await, (false, None));
+    let outcome = store
+        .put(marking("clock", 119_000, T0 + 10, WatchedChange::Completed))
+        .await
+        .unwrap();
+    assert_eq!(outcome, PutOutcome::Applied);
+    assert_eq!(watched_state(&store, "clock").await, (true, Some(T0 + 10)));
+    assert_eq!(
+        store.get("alice", "clock").await.unwrap(),
+        Some(Stored::Position(SavedPosition {
+            movie_id: "clock".into(),
+            position_ms: 119_000,
+            updated_at_micros: T0 + 10,
+            watched: WatchedState {
+                watched: true,
+                last_completed_at_micros: Some(T0 + 10),
+            },
+        }))
+    );
+    // Another title and another viewer are untouched.
+    store.put(write("alice", "inception", 1, T0)).await.unwrap();
+    assert_eq!(watched_state(&store, "inception").await, (false, None));
+    store.put(write("bob", "clock", 1, T0 + 20)).await.unwrap();
+    let bob = store.get("bob", "clock").await.unwrap().unwrap();
+    assert_eq!(bob.watched(), WatchedState::default());
+}
+
+pub async fn an_ordinary_write_after_completion_keeps_the_title_watched(fixture: &StoreFixture) {
+    let store = fixture.store.clone();
+    store
+        .put(marking("clock", 120_000, T0, WatchedChange::Completed))
+        .await
+        .unwrap();
+    // Rewatching from the start: the position moves, the watched state stays.
+    store
+        .put(write("alice", "clock", 2_000, T0 + 10))
+        .await
+        .unwrap();
+    let saved = position(&store, "alice", "clock").await.unwrap();
+    assert_eq!(
+        (saved.position_ms, saved.updated_at_micros),
+        (2_000, T0 + 10)
+    );
+    assert_eq!(watched_state(&store, "clock").await, (true, Some(T0)));
+    // A late ordinary write stamped before the completion changes nothing.
+    let late = store
+        .put(write("alice", "clock", 500, T0 - 5))
+        .await
+        .unwrap();
+    assert!(matches!(late, PutOutcome::Superseded(_)), "{late:?}");
+    assert_eq!(watched_state(&store, "clock").await, (true, Some(T0)));
+}
+
+pub async fn the_newest_watched_mark_wins_in_either_arrival_order(fixture: &StoreFixture) {
+    let store = fixture.store.clone();
+    let completed = |movie, at| marking(movie, 120_000, at, WatchedChange::Completed);
+    let unwatched = |movie, at| marking(movie, 0, at, WatchedChange::Unwatched);
+    // Completed after being marked unwatched: watched, whichever arrives first.
+    let newer_completion = [unwatched("a", T0 + 5), completed("a", T0 + 10)];
+    // Marked unwatched after the completion: not watched, the completion kept.
+    let newer_unwatched = [completed("b", T0 + 5), unwatched("b", T0 + 10)];
+    for (movie, writes, expected) in [
+        ("a", newer_completion, (true, Some(T0 + 10))),
+        ("b", newer_unwatched, (false, Some(T0 + 5))),
+    ] {
+        for order in [[0, 1], [1, 0]] {
+            let movie = format!("{movie}-{}{}", order[0], order[1]);
+            for i in order {
+                let write = PositionWrite {
+                    movie_id: movie.clone(),
+                    ..writes[i].clone()
+                };
+                store.put(write).await.unwrap();
+            }
+            assert_eq!(watched_state(&store, &movie).await, expected, "{movie}");
+            let saved = position(&store, "alice", &movie).await.unwrap();
+            assert_eq!(saved.updated_at_micros, T0 + 10, "{movie}");
+        }
+    }
+    // An older completion that loses the flag still counts as a completion.
+    store
+        .put(marking("c", 120_000, T0 + 1, WatchedChange::Completed))
+        .await
+        .unwrap();
+    store
+        .put(marking("c", 0, T0 + 10, WatchedChange::Unwatched))
+        .await
+        .unwrap();
+    store
+        .put(marking("c", 120_000, T0 + 5, WatchedChange::Completed))
+        .await
+        .unwrap();
+    assert_eq!(watched_state(&store, "c").await, (false, Some(T0 + 5)));
+}
+
+pub async fn a_delete_keeps_the_watched_state(fixture: &StoreFixture) {
+    let store = fixture.store.clone();
+    store
+        .put(marking("clock", 120_000, T0, WatchedChange::Completed))
+        .await
+        .unwrap();
+    store.delete("alice", "clock", T0 + 10).await.unwrap();
+    let tombstone = Stored::Deleted {
+        movie_id: "clock".into(),
+        deleted_at_micros: T0 + 10,
+        watched: WatchedState {
+            watched: true,
+            last_completed_at_micros: Some(T0),
+        },
+    };
+    assert_eq!(
+        store.get("alice", "clock").await.unwrap(),
+        Some(tombstone.clone())
+    );
+    assert_eq!(store.list("alice").await.unwrap(), [tombstone]);
+    // A position after the delete brings the title back, still watched.
+    store
+        .put(write("alice", "clock", 3_000, T0 + 20))
+        .await
+        .unwrap();
+    assert_eq!(watched_state(&store, "clock").await, (true, Some(T0)));
+}
+
 pub async fn health_check_passes(fixture: &StoreFixture) {
     let store = fixture.store.clone();
     store.check_health().await.unwrap();
@@ -307,6 +463,10 @@ macro_rules! store_suite {
             concurrent_writes_all_land,
             unusual_ids_round_trip,
             positions_expire_a_ttl_after_their_last_write,
+            a_completing_write_marks_the_title_watched,
+            an_ordinary_write_after_completion_keeps_the_title_watched,
+            the_newest_watched_mark_wins_in_either_arrival_order,
+            a_delete_keeps_the_watched_state,
             health_check_passes,
         );
     };

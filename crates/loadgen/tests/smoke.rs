@@ -1,7 +1,9 @@
 //! The load generator in miniature, so that it cannot rot: a few hundred
 //! sessions for a few seconds against an in-process server, spread over two
 //! loadgen processes, with a reconnect storm; then HTTP progress, lookups and
-//! the embedded-store bench. Asserts correctness only, never speed.
+//! the embedded-store bench; and a soak in miniature (the server sampled
+//! through the window, lookups while the sessions tick). Asserts correctness
+//! only, never speed.
 
 use std::net::SocketAddr;
 
@@ -21,8 +23,8 @@ struct TestServer {
     stop: oneshot::Sender<()>,
     /// The server task.
     task: JoinHandle<Result<(), resume_server::RunError>>,
-    /// Its data dir.
-    _data: tempfile::TempDir,
+    /// Its data dir (the embedded store lives in it).
+    data: tempfile::TempDir,
 }
 
 impl TestServer {
@@ -60,7 +62,7 @@ impl TestServer {
             addr,
             stop,
             task,
-            _data: data,
+            data,
         }
     }
 
@@ -145,6 +147,65 @@ async fn sessions_storm_and_final_positions() {
     server.stop().await;
 }
 
+/// `bench/soak.sh` in miniature: the report carries the server's time series
+/// through the window, its start-to-end drift (RSS, CPU per tick, the store's
+/// size on disk), and lookups answered while the sessions ticked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_soak_samples_the_server_and_looks_up_while_ticking() {
+    let server = TestServer::start().await;
+    let addr = server.addr.to_string();
+    let pid = std::process::id().to_string();
+    let store_dir = server.data.path().to_str().expect("utf-8 path").to_owned();
+    let report = loadgen(&[
+        "sessions",
+        "--addr",
+        &addr,
+        "--server-pid",
+        &pid,
+        "--store-dir",
+        &store_dir,
+        "--viewers",
+        "200",
+        "--connect-rate",
+        "2000",
+        "--duration",
+        "5",
+        "--settle",
+        "0.5",
+        "--sample-every",
+        "1",
+        "--lookup-concurrency",
+        "4",
+        "--check-every",
+        "1",
+    ])
+    .await;
+    assert_eq!(report["connected"], 200, "{report:#}");
+    assert_eq!(report["errors"], 0, "{report:#}");
+    assert_eq!(report["check_wrong"], 0, "{report:#}");
+    // A sample when the window opens, one a second, one when it closes.
+    let samples = report["samples"].as_array().expect("samples");
+    assert!(samples.len() >= 5, "{report:#}");
+    let ticks: Vec<f64> = samples
+        .iter()
+        .map(|s| s["ticks"].as_f64().unwrap())
+        .collect();
+    assert!(ticks.windows(2).all(|w| w[0] <= w[1]), "{report:#}");
+    assert!(ticks.last() > ticks.first(), "{report:#}");
+    let drift = &report["drift"];
+    assert!(drift["rss_end_bytes"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(
+        drift["cpu_us_per_tick_end"].as_f64().unwrap() > 0.0,
+        "{report:#}"
+    );
+    // The embedded store's file is on disk and was measured.
+    assert!(drift["store_end_bytes"].as_u64().unwrap() > 0, "{report:#}");
+    let lookups = &report["window_lookups"];
+    assert!(lookups["requests"].as_u64().unwrap() > 0, "{report:#}");
+    assert_eq!(lookups["errors"], 0, "{report:#}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_progress_then_lookups() {
     let server = TestServer::start().await;
@@ -210,4 +271,37 @@ async fn embedded_store_bench_counts_commits() {
     let writes = report["writes"].as_u64().unwrap();
     let commits = report["commits"].as_u64().unwrap();
     assert!(writes > 0 && commits > 0 && commits <= writes, "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_trial_runs_both_engines() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("engines");
+    let report = loadgen(&[
+        "engines",
+        "--data-dir",
+        data_dir.to_str().expect("utf-8 path"),
+        "--keys",
+        "100",
+        "--batch",
+        "8",
+        "--duration",
+        "0.3",
+    ])
+    .await;
+    let engines = report["engines"].as_array().expect("engines");
+    let names: Vec<_> = engines
+        .iter()
+        .map(|e| e["engine"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["redb", "fjall"], "{report:#}");
+    for engine in engines {
+        let (writes, commits) = (
+            engine["writes"].as_u64().unwrap(),
+            engine["commits"].as_u64().unwrap(),
+        );
+        assert!(commits > 0, "{report:#}");
+        assert_eq!(writes, commits * 8, "{report:#}");
+        assert!(engine["disk_bytes"].as_u64().unwrap() > 0, "{report:#}");
+    }
 }

@@ -16,6 +16,14 @@
 //!   the tombstone wins the tie, as in the embedded store. A row with
 //!   `deleted = true` is a tombstone whatever its other cells say; a null
 //!   `deleted` (a row written before the column existed) is a position.
+//! * **The watched state is two more cells of the row** (`watched`,
+//!   `last_completed_at_us`), written only by the puts that change it, in the
+//!   same statement and under the same `USING TIMESTAMP`
+//!   ([`Statements::insert_completed`], [`Statements::insert_unwatched`]).
+//!   Every other write leaves them, and their timestamps, alone, so the
+//!   cluster's per-cell last-write-wins keeps them apart from the position:
+//!   rewatching or deleting a title leaves it watched. A null `watched` (never
+//!   set, or a row from before the column) is not watched.
 //! * **A put reads its key back to say whether it won.** The cluster's
 //!   last-write-wins gives no answer on `INSERT`: a write older than the stored
 //!   one "succeeds" and changes nothing. So after the write succeeds, `put`
@@ -53,8 +61,8 @@
 //! * **The schema is checked, not guessed.** `connect` prepares every statement;
 //!   a missing table fails start-up with a message that says how to create it
 //!   ([`apply_schema`] / `--init-schema`), and a table that lacks a column of
-//!   `schema.cql` with the `ALTER TABLE` that adds it (`schema apply` creates
-//!   only what is missing, so it cannot).
+//!   `schema.cql` with the same advice (`schema apply` adds missing columns)
+//!   and the `ALTER TABLE`s it would run.
 //!
 //! This module knows nothing of HTTP or sessions; the schema text lives in
 //! `schema.cql` ([`schema`]) and the statement text in [`statements`].
@@ -86,11 +94,14 @@ use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-pub use schema::{SCHEMA_CQL, apply_schema, schema_statements};
+pub use schema::{SCHEMA_CQL, apply_schema, schema_statements, schema_statements_of};
 pub use settings::CassandraSettings;
 pub use statements::Statements;
 
-use super::{PositionStore, PositionWrite, PutOutcome, SavedPosition, StoreError, Stored};
+use super::{
+    PositionStore, PositionWrite, PutOutcome, SavedPosition, StoreError, Stored, WatchedChange,
+    WatchedState,
+};
 use metrics::{Operation, OperationTimer, RenewalOutcome, StoreMetrics};
 use profiles::Profiles;
 use renewal::RenewalRule;
@@ -150,6 +161,10 @@ struct SessionRenewal {
 struct PreparedStatements {
     /// `put`: timestamped upsert of one position.
     insert: PreparedStatement,
+    /// `put` of a position that completes the title.
+    insert_completed: PreparedStatement,
+    /// `put` of a position that marks the title unwatched.
+    insert_unwatched: PreparedStatement,
     /// `delete`: timestamped upsert of a soft tombstone.
     delete: PreparedStatement,
     /// `get`: one title of one viewer (the stream-start profile).
@@ -258,6 +273,8 @@ impl Link {
         let text = Statements::for_keyspace(&settings.keyspace);
         let prepared = PreparedStatements {
             insert: prepare(&session, &text.insert, settings).await?,
+            insert_completed: prepare(&session, &text.insert_completed, settings).await?,
+            insert_unwatched: prepare(&session, &text.insert_unwatched, settings).await?,
             delete: prepare(&session, &text.delete, settings).await?,
             select_one: prepare(&session, &text.select_one, settings).await?,
             select_user: {
@@ -274,6 +291,8 @@ impl Link {
         let (prepared, read_back) = prepared.with_profiles(&profiles);
         for statement in [
             &prepared.insert,
+            &prepared.insert_completed,
+            &prepared.insert_unwatched,
             &prepared.delete,
             &prepared.select_one,
             &prepared.select_user,
@@ -393,8 +412,13 @@ impl PreparedStatements {
     fn with_profiles(mut self, profiles: &Profiles) -> (Self, PreparedStatement) {
         let mut read_back = self.select_one.clone();
         read_back.set_execution_profile_handle(Some(profiles.read.clone()));
-        self.insert
-            .set_execution_profile_handle(Some(profiles.write.clone()));
+        for write in [
+            &mut self.insert,
+            &mut self.insert_completed,
+            &mut self.insert_unwatched,
+        ] {
+            write.set_execution_profile_handle(Some(profiles.write.clone()));
+        }
         self.delete
             .set_execution_profile_handle(Some(profiles.write.clone()));
         self.select_one
@@ -419,22 +443,22 @@ impl PositionStore for CassandraStore {
         })?;
         let at = write.written_at_micros;
         let mut slot = None;
-        let values = (
-            &write.user_id,
-            &write.movie_id,
-            position_ms,
-            at,
-            at,
-            self.ttl_seconds,
-        );
-        self.run_with_retries(
-            "put",
-            &timer,
-            &mut slot,
-            |link| &link.prepared.insert,
-            values,
-        )
-        .await?;
+        let (user, movie, ttl) = (&write.user_id, &write.movie_id, self.ttl_seconds);
+        if write.watched == WatchedChange::Completed {
+            // The completion is stamped with the write's own timestamp.
+            let values = (user, movie, position_ms, at, at, at, ttl);
+            let statement: fn(&Link) -> &PreparedStatement = |link| &link.prepared.insert_completed;
+            self.run_with_retries("put", &timer, &mut slot, statement, values)
+                .await?;
+        } else {
+            let statement: fn(&Link) -> &PreparedStatement = match write.watched {
+                WatchedChange::Unwatched => |link| &link.prepared.insert_unwatched,
+                _ => |link| &link.prepared.insert,
+            };
+            let values = (user, movie, position_ms, at, at, ttl);
+            self.run_with_retries("put", &timer, &mut slot, statement, values)
+                .await?;
+        }
         // The write landed; only the row can say whether it won (see the module
         // docs). The read-back keeps the write's slot: it is part of the write.
         let result = self
@@ -506,14 +530,28 @@ impl PositionStore for CassandraStore {
             .inspect_err(|e| timer.failed(retry::pager_failure_kind(e)))
             .map_err(|e| unavailable(&e))?;
         let mut rows = pager
-            .rows_stream::<(String, Option<i64>, Option<i64>, Option<bool>)>()
+            .rows_stream::<(
+                String,
+                Option<i64>,
+                Option<i64>,
+                Option<bool>,
+                Option<bool>,
+                Option<i64>,
+            )>()
             .map_err(decode_error)?;
         let mut stored = Vec::new();
         while let Some(row) = rows.next().await {
-            let (movie_id, position_ms, updated_at, deleted) = row
+            let (movie_id, position_ms, updated_at, deleted, watched, last_completed) = row
                 .inspect_err(|e| timer.failed(retry::row_failure_kind(e)))
                 .map_err(|e| unavailable(&e))?;
-            stored.extend(stored_row(movie_id, position_ms, updated_at, deleted));
+            let watched = watched_state(watched, last_completed);
+            stored.extend(stored_row(
+                movie_id,
+                position_ms,
+                updated_at,
+                deleted,
+                watched,
+            ));
         }
         timer.succeeded();
         Ok(stored)
@@ -559,11 +597,35 @@ impl PositionStore for CassandraStore {
 fn one_row(movie_id: &str, result: QueryResult) -> Result<Option<Stored>, StoreError> {
     let rows = result.into_rows_result().map_err(decode_error)?;
     let row = rows
-        .maybe_first_row::<(Option<i64>, Option<i64>, Option<bool>)>()
+        .maybe_first_row::<(
+            Option<i64>,
+            Option<i64>,
+            Option<bool>,
+            Option<bool>,
+            Option<i64>,
+        )>()
         .map_err(decode_error)?;
-    Ok(row.and_then(|(position_ms, updated_at, deleted)| {
-        stored_row(movie_id.to_owned(), position_ms, updated_at, deleted)
-    }))
+    Ok(row.and_then(
+        |(position_ms, updated_at, deleted, watched, last_completed)| {
+            let watched = watched_state(watched, last_completed);
+            stored_row(
+                movie_id.to_owned(),
+                position_ms,
+                updated_at,
+                deleted,
+                watched,
+            )
+        },
+    ))
+}
+
+/// The watched cells of a row: a null `watched` (never set, or a row from
+/// before the column) is not watched.
+fn watched_state(watched: Option<bool>, last_completed_at_us: Option<i64>) -> WatchedState {
+    WatchedState {
+        watched: watched.unwrap_or(false),
+        last_completed_at_micros: last_completed_at_us,
+    }
 }
 
 /// What a put that wrote `write` and then read `stored` back reports: applied
@@ -603,18 +665,20 @@ fn stored_row(
     position_ms: Option<i64>,
     updated_at: Option<i64>,
     deleted: Option<bool>,
+    watched: WatchedState,
 ) -> Option<Stored> {
     match (deleted, updated_at) {
         (Some(true), Some(deleted_at_micros)) => Some(Stored::Deleted {
             movie_id,
             deleted_at_micros,
+            watched,
         }),
         (Some(true), None) => {
             tracing::warn!(%movie_id, "skipping a damaged playback_position tombstone (no updated_at_us)");
             None
         }
         (Some(false) | None, _) => {
-            saved_position(movie_id, position_ms, updated_at).map(Stored::Position)
+            saved_position(movie_id, position_ms, updated_at, watched).map(Stored::Position)
         }
     }
 }
@@ -625,12 +689,14 @@ fn saved_position(
     movie_id: String,
     position_ms: Option<i64>,
     updated_at: Option<i64>,
+    watched: WatchedState,
 ) -> Option<SavedPosition> {
     match (position_ms.map(u64::try_from), updated_at) {
         (Some(Ok(position_ms)), Some(updated_at_micros)) => Some(SavedPosition {
             movie_id,
             position_ms,
             updated_at_micros,
+            watched,
         }),
         _ => {
             tracing::warn!(%movie_id, ?position_ms, ?updated_at, "skipping a damaged playback_position row");
@@ -647,7 +713,7 @@ fn decode_error(error: impl std::fmt::Display) -> StoreError {
 /// and load balancing. With `metadata_keyspace`, the driver also reads the
 /// minimal schema of that keyspace (replication, table names), which token-aware
 /// routing needs; without, it reads no schema at all.
-pub(crate) async fn open_session(
+pub async fn open_session(
     settings: &CassandraSettings,
     metadata_keyspace: Option<&str>,
 ) -> Result<Session, StoreError> {
@@ -737,9 +803,9 @@ async fn schema_mismatch(
             if let Some(fixes) = schema::missing_column_statements(&settings.keyspace, &existing) {
                 let fixes: Vec<String> = fixes.iter().map(|fix| format!("`{fix}`")).collect();
                 return format!(
-                    "table {table} is older than schema.cql: run {} and start again \
-                     (`resume-server schema apply` only creates what is missing; the cluster \
-                     rejected `{text}`: {message})",
+                    "table {table} is older than schema.cql: run `resume-server schema apply` \
+                     (it adds the missing columns) or {} yourself, and start again (the \
+                     cluster rejected `{text}`: {message})",
                     fixes.join(", then ")
                 );
             }
@@ -765,7 +831,8 @@ fn schema_mismatch_message(settings: &CassandraSettings, text: &str, message: &s
     } else {
         format!(
             "table {table} does not match schema.cql: the cluster rejected `{text}` ({message}); \
-             compare the table with schema.cql (`resume-server schema apply` only creates what is missing)"
+             compare the table with schema.cql (`resume-server schema apply` creates what is missing \
+             and adds missing columns, but changes no existing one)"
         )
     }
 }
@@ -782,6 +849,7 @@ mod tests {
             movie_id: "inception".into(),
             position_ms,
             written_at_micros: at,
+            watched: WatchedChange::Unchanged,
         }
     }
 
@@ -790,6 +858,7 @@ mod tests {
             movie_id: "inception".into(),
             position_ms,
             updated_at_micros: at,
+            watched: WatchedState::default(),
         })
     }
 
@@ -797,6 +866,7 @@ mod tests {
         Stored::Deleted {
             movie_id: "inception".into(),
             deleted_at_micros: at,
+            watched: WatchedState::default(),
         }
     }
 
@@ -832,7 +902,13 @@ mod tests {
     #[test]
     fn rows_are_positions_or_tombstones_by_their_deleted_cell() {
         let row = |position_ms, updated_at, deleted| {
-            stored_row("inception".into(), position_ms, updated_at, deleted)
+            stored_row(
+                "inception".into(),
+                position_ms,
+                updated_at,
+                deleted,
+                WatchedState::default(),
+            )
         };
         assert_eq!(
             row(Some(1_000), Some(T0), Some(false)),
@@ -852,5 +928,24 @@ mod tests {
         assert_eq!(row(None, None, Some(true)), None, "damaged");
         assert_eq!(row(Some(-1), Some(T0), Some(false)), None, "damaged");
         assert_eq!(row(None, Some(T0), None), None, "damaged");
+    }
+
+    #[test]
+    fn a_null_watched_cell_is_not_watched() {
+        assert_eq!(watched_state(None, None), WatchedState::default());
+        assert_eq!(
+            watched_state(Some(true), Some(T0)),
+            WatchedState {
+                watched: true,
+                last_completed_at_micros: Some(T0)
+            }
+        );
+        assert_eq!(
+            watched_state(None, Some(T0)),
+            WatchedState {
+                watched: false,
+                last_completed_at_micros: Some(T0)
+            }
+        );
     }
 }

@@ -6,9 +6,12 @@
 //! map, then runs the statements one by one; each is `IF NOT EXISTS`, so applying
 //! twice is harmless. Since `IF NOT EXISTS` never changes a table that is
 //! already there, a table created by an older `schema.cql` can lack columns the
-//! server now needs; [`missing_column_statements`] names the `ALTER TABLE`s that
-//! add them, for the start-up error. This module owns only DDL; the data
-//! statements live in `statements.rs`.
+//! server now needs: applying then reads the table's columns from
+//! `system_schema.columns` and adds the missing ones with the `ALTER TABLE`s
+//! [`missing_column_statements`] names (the start-up error names them too). A
+//! column only ever gets added, never changed or dropped, so the upgrade is
+//! as idempotent as the rest. This module owns only DDL; the data statements
+//! live in `statements.rs`.
 
 use std::time::Duration;
 
@@ -31,14 +34,21 @@ const SCHEMA_KEYSPACE: &str = "resume";
 /// `keyspace` and `replication` are expected to be validated already (see
 /// `CassandraSettings::from_config`); they are spliced into the text.
 pub fn schema_statements(keyspace: &str, replication: &str) -> Vec<String> {
-    split_statements(SCHEMA_CQL)
+    schema_statements_of(SCHEMA_CQL, keyspace, replication)
+}
+
+/// [`schema_statements`] of `cql`, a schema text of the same shape (an older
+/// `schema.cql`, say).
+pub fn schema_statements_of(cql: &str, keyspace: &str, replication: &str) -> Vec<String> {
+    split_statements(cql)
         .into_iter()
         .map(|statement| substitute(&statement, keyspace, replication))
         .collect()
 }
 
 /// Applies `schema.cql` to the cluster of `settings`: creates the keyspace (with
-/// `settings.replication`) and the table if they do not exist yet. Idempotent.
+/// `settings.replication`) and the table if they do not exist yet, and adds the
+/// columns of `schema.cql` an existing table lacks. Idempotent.
 ///
 /// Without a replication map it refuses before connecting: outside an explicit
 /// development switch, a keyspace must not be created with one replica.
@@ -54,6 +64,11 @@ pub async fn apply_schema(settings: &CassandraSettings) -> Result<(), StoreError
     // The keyspace may not exist yet, so no schema metadata is asked for.
     let session = open_session(settings, None).await?;
     for statement in schema_statements(&settings.keyspace, replication) {
+        run_ddl(&session, &statement, settings.schema_timeout).await?;
+    }
+    let existing = existing_columns(&session, &settings.keyspace).await?;
+    for statement in missing_column_statements(&settings.keyspace, &existing).unwrap_or_default() {
+        tracing::info!(%statement, "adding a column of schema.cql to an older table");
         run_ddl(&session, &statement, settings.schema_timeout).await?;
     }
     tracing::info!(keyspace = %settings.keyspace, "schema applied");
@@ -306,6 +321,8 @@ mod tests {
                 ("position_ms", "bigint", false),
                 ("updated_at_us", "bigint", false),
                 ("deleted", "boolean", false),
+                ("watched", "boolean", false),
+                ("last_completed_at_us", "bigint", false),
             ]
         );
     }
@@ -317,7 +334,23 @@ mod tests {
         assert_eq!(
             missing_column_statements("prod_ks", &old),
             Some(vec![
-                "ALTER TABLE prod_ks.playback_position ADD deleted boolean".to_owned()
+                "ALTER TABLE prod_ks.playback_position ADD deleted boolean".to_owned(),
+                "ALTER TABLE prod_ks.playback_position ADD watched boolean".to_owned(),
+                "ALTER TABLE prod_ks.playback_position ADD last_completed_at_us bigint".to_owned(),
+            ])
+        );
+        let before_watched = existing(&[
+            "user_id",
+            "movie_id",
+            "position_ms",
+            "updated_at_us",
+            "deleted",
+        ]);
+        assert_eq!(
+            missing_column_statements("prod_ks", &before_watched),
+            Some(vec![
+                "ALTER TABLE prod_ks.playback_position ADD watched boolean".to_owned(),
+                "ALTER TABLE prod_ks.playback_position ADD last_completed_at_us bigint".to_owned(),
             ])
         );
         let current = existing(&[
@@ -326,6 +359,8 @@ mod tests {
             "position_ms",
             "updated_at_us",
             "deleted",
+            "watched",
+            "last_completed_at_us",
         ]);
         assert_eq!(missing_column_statements("prod_ks", &current), None);
         let other_key = existing(&["user_id", "title", "position_ms", "updated_at_us"]);

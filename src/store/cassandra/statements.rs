@@ -5,10 +5,15 @@
 //! place. Every statement names its keyspace, so no `USE` is needed and the
 //! driver can route each one by its partition key (`user_id`).
 //!
-//! Both writes are `INSERT`s of every column, so a row always holds the cells
-//! of one write (or, on a timestamp tie, Cassandra's per-cell tie-break of two):
-//! a position writes `deleted = false`, a delete writes a *soft tombstone*
-//! (`deleted = true`, position 0) that reads can see, with its timestamp.
+//! Every write is an `INSERT` of every position column, so the position cells
+//! of a row always come from one write (or, on a timestamp tie, Cassandra's
+//! per-cell tie-break of two): a position writes `deleted = false`, a delete
+//! writes a *soft tombstone* (`deleted = true`, position 0) that reads can see,
+//! with its timestamp. The watched pair (`watched`, `last_completed_at_us`) is
+//! written only by the writes that change it, in the same statement and under
+//! the same timestamp: a completing position sets both, an unwatching one sets
+//! `watched = false` and leaves the last completion. Ordinary positions and
+//! deletes never name them, so they keep their own timestamps.
 
 /// The table, as created by `schema.cql`.
 pub const TABLE: &str = "playback_position";
@@ -20,6 +25,13 @@ pub struct Statements {
     /// position_ms, updated_at_us, then the write timestamp and the TTL in
     /// seconds (0: none).
     pub insert: String,
+    /// [`Self::insert`] of a position that completes the title (`watched =
+    /// true`); binds user_id, movie_id, position_ms, updated_at_us,
+    /// last_completed_at_us, then the write timestamp and the TTL.
+    pub insert_completed: String,
+    /// [`Self::insert`] of a position that marks the title unwatched
+    /// (`watched = false`); binds as `insert`.
+    pub insert_unwatched: String,
     /// Upsert of a soft tombstone (`deleted = true`, position 0); binds user_id,
     /// movie_id, updated_at_us, then the write timestamp and the TTL.
     pub delete: String,
@@ -40,26 +52,38 @@ impl Statements {
                 "INSERT INTO {keyspace}.{TABLE} (user_id, movie_id, position_ms, updated_at_us, deleted) \
                  VALUES (?, ?, ?, ?, false) USING TIMESTAMP ? AND TTL ?"
             ),
+            insert_completed: format!(
+                "INSERT INTO {keyspace}.{TABLE} (user_id, movie_id, position_ms, updated_at_us, deleted, \
+                 watched, last_completed_at_us) \
+                 VALUES (?, ?, ?, ?, false, true, ?) USING TIMESTAMP ? AND TTL ?"
+            ),
+            insert_unwatched: format!(
+                "INSERT INTO {keyspace}.{TABLE} (user_id, movie_id, position_ms, updated_at_us, deleted, \
+                 watched) \
+                 VALUES (?, ?, ?, ?, false, false) USING TIMESTAMP ? AND TTL ?"
+            ),
             delete: format!(
                 "INSERT INTO {keyspace}.{TABLE} (user_id, movie_id, position_ms, updated_at_us, deleted) \
                  VALUES (?, ?, 0, ?, true) USING TIMESTAMP ? AND TTL ?"
             ),
             select_one: format!(
-                "SELECT position_ms, updated_at_us, deleted FROM {keyspace}.{TABLE} \
-                 WHERE user_id = ? AND movie_id = ?"
+                "SELECT position_ms, updated_at_us, deleted, watched, last_completed_at_us \
+                 FROM {keyspace}.{TABLE} WHERE user_id = ? AND movie_id = ?"
             ),
             select_user: format!(
-                "SELECT movie_id, position_ms, updated_at_us, deleted FROM {keyspace}.{TABLE} \
-                 WHERE user_id = ?"
+                "SELECT movie_id, position_ms, updated_at_us, deleted, watched, last_completed_at_us \
+                 FROM {keyspace}.{TABLE} WHERE user_id = ?"
             ),
             health: "SELECT release_version FROM system.local".to_owned(),
         }
     }
 
     /// Every data statement that touches the table.
-    pub fn table_statements(&self) -> [&str; 4] {
+    pub fn table_statements(&self) -> [&str; 6] {
         [
             &self.insert,
+            &self.insert_completed,
+            &self.insert_unwatched,
             &self.delete,
             &self.select_one,
             &self.select_user,
@@ -78,8 +102,36 @@ mod tests {
             assert!(statement.contains("ks1.playback_position"), "{statement}");
             assert!(statement.contains("user_id"), "{statement}");
         }
-        assert!(statements.insert.ends_with("USING TIMESTAMP ? AND TTL ?"));
-        assert!(statements.delete.ends_with("USING TIMESTAMP ? AND TTL ?"));
+        for write in [
+            &statements.insert,
+            &statements.insert_completed,
+            &statements.insert_unwatched,
+            &statements.delete,
+        ] {
+            assert!(write.ends_with("USING TIMESTAMP ? AND TTL ?"), "{write}");
+        }
+    }
+
+    #[test]
+    fn only_the_writes_that_change_the_watched_state_name_it() {
+        let statements = Statements::for_keyspace("ks1");
+        for ordinary in [&statements.insert, &statements.delete] {
+            assert!(!ordinary.contains("watched"), "{ordinary}");
+        }
+        assert!(
+            statements
+                .insert_completed
+                .contains("VALUES (?, ?, ?, ?, false, true, ?)")
+        );
+        assert!(
+            statements
+                .insert_unwatched
+                .contains("VALUES (?, ?, ?, ?, false, false)")
+        );
+        assert!(!statements.insert_unwatched.contains("last_completed_at_us"));
+        for read in [&statements.select_one, &statements.select_user] {
+            assert!(read.contains("watched, last_completed_at_us"), "{read}");
+        }
     }
 
     #[test]

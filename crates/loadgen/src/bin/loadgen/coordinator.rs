@@ -6,6 +6,9 @@
 //! CPU seconds and RSS from `/proc/<pid>`, ticks, writes and write latency from
 //! its `/metrics`. A store in its own process (`--store-pid`,
 //! `--store-control`) is sampled over the same window and reported apart.
+//! Through the window the server is also sampled as a time series (`drift`),
+//! and lookups may run against it at the same time (`lookup`), so that a
+//! read's latency is measured while the sessions tick.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -17,7 +20,9 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep};
 
 use crate::client::ServerCounters;
+use crate::drift::{self, Drift, WindowSample};
 use crate::hist::Histogram;
+use crate::lookup::{self, LookupPlan, LookupReport};
 use crate::procfs::{self, ProcSample};
 use crate::shard::{Command, Event, ShardPlan, ShardStats, StormStats, run_shard};
 use crate::store_node::{self, StoreNode, StoreNodeReport};
@@ -46,6 +51,12 @@ pub struct RunPlan {
     pub store_node: StoreNode,
     /// Label of the target in the report (`server`, `bare-sink`, …).
     pub target: String,
+    /// Time between two samples of the window's time series.
+    pub sample_every: Duration,
+    /// The server's store directory, whose size on disk is sampled.
+    pub store_dir: Option<std::path::PathBuf>,
+    /// Lookups to run through the window (their duration is the window's).
+    pub lookups: Option<LookupPlan>,
 }
 
 /// Everything measured in one run. Fields missing from an older report read as
@@ -132,6 +143,12 @@ pub struct RunReport {
     pub cpu_us_per_viewer_second: f64,
     /// Store writes per viewer-minute.
     pub writes_per_viewer_minute: f64,
+    /// The server sampled through the window (`--sample-every`).
+    pub samples: Vec<WindowSample>,
+    /// The window's start against its end.
+    pub drift: Option<Drift>,
+    /// Lookups run while the sessions ticked, when asked for.
+    pub window_lookups: Option<LookupReport>,
     /// Reconnect storm outcome, when one ran.
     pub storm: Option<StormReport>,
     /// Viewers read back through `GET /api/v1/stream`.
@@ -291,6 +308,25 @@ fn sample(pid: Option<u32>) -> Option<ProcSample> {
     pid.and_then(|pid| procfs::sample(pid).ok())
 }
 
+fn window_sample(
+    plan: &RunPlan,
+    window_start: Instant,
+    proc: Option<ProcSample>,
+    counters: &Option<ServerCounters>,
+) -> WindowSample {
+    WindowSample {
+        seconds: window_start.elapsed().as_secs_f64(),
+        rss_bytes: proc.map_or(0, |p| p.rss_bytes),
+        cpu_seconds: proc.map_or(0.0, |p| p.cpu_seconds),
+        ticks: counters.as_ref().map_or(0.0, |c| c.ticks),
+        writes: counters.as_ref().map_or(0.0, |c| c.writes),
+        store_bytes: plan
+            .store_dir
+            .as_deref()
+            .and_then(|dir| drift::dir_bytes(dir).ok()),
+    }
+}
+
 /// Waits until the server reports no live session (its final writes are done).
 async fn wait_for_sessions_to_end(addr: SocketAddr) {
     let deadline = Instant::now() + PHASE_DEADLINE;
@@ -341,10 +377,33 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, String> {
     let start_proc = sample(plan.server_pid);
     let start_node = plan.store_node.read().await;
     let window_start = Instant::now();
+    let lookups = plan.lookups.clone().map(|lookups| {
+        tokio::spawn(lookup::run(LookupPlan {
+            duration: plan.duration,
+            ..lookups
+        }))
+    });
     let mut rss_samples = Vec::new();
+    let mut samples = vec![window_sample(
+        &plan,
+        window_start,
+        start_proc,
+        &start_counters,
+    )];
+    let mut next_sample = plan.sample_every;
     while window_start.elapsed() < plan.duration {
         if let Some(s) = sample(plan.server_pid) {
             rss_samples.push(s.rss_bytes);
+        }
+        if window_start.elapsed() >= next_sample {
+            next_sample += plan.sample_every;
+            let counters = ServerCounters::read(addr).await;
+            samples.push(window_sample(
+                &plan,
+                window_start,
+                sample(plan.server_pid),
+                &counters,
+            ));
         }
         let left = plan.duration.saturating_sub(window_start.elapsed());
         sleep(left.min(Duration::from_secs(1))).await;
@@ -353,6 +412,15 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, String> {
     let end_node = plan.store_node.read().await;
     let end_counters = ServerCounters::read(addr).await;
     let window_seconds = window_start.elapsed().as_secs_f64();
+    samples.push(window_sample(&plan, window_start, end_proc, &end_counters));
+    let window_lookups = match lookups {
+        Some(task) => Some(
+            task.await
+                .map_err(|e| format!("lookups: {e}"))?
+                .map_err(|e| format!("lookups: {e}"))?,
+        ),
+        None => None,
+    };
     let window_acks = phase(
         &mut links,
         Some(Command::CloseWindow),
@@ -439,6 +507,9 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, String> {
         window_ack_delay_max_ms: window_ack_delay.max_ms(),
         server_idle,
         server_after,
+        drift: drift::summarize(&samples),
+        samples,
+        window_lookups,
         storm,
         store_node: plan
             .store_node

@@ -8,6 +8,11 @@
 //!   every few seconds per viewer over keep-alive connections.
 //! * `lookup` hammers `GET /api/v1/stream` at a fixed concurrency.
 //! * `store` drives the embedded store directly (group commit, writes per fsync).
+//! * `sessions --lookup-concurrency N` runs `lookup`'s client through the
+//!   plateau too, and `--sample-every`/`--store-dir` record the server through
+//!   it (a soak's drift: RSS, CPU per tick, store size, start against end).
+//! * `engines` puts the embedded store's engine (redb) against an LSM engine
+//!   (fjall) on the store's own write pattern.
 //! * `table` turns the JSON reports of `bench/run.sh` into one Markdown table.
 //!
 //! Layout: `coordinator` runs the phases and samples the server (`procfs`,
@@ -22,6 +27,8 @@
 
 mod client;
 mod coordinator;
+mod drift;
+mod engines;
 mod hist;
 mod lookup;
 mod procfs;
@@ -41,6 +48,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::coordinator::{RunPlan, RunReport};
+use crate::lookup::LookupPlan;
 use crate::shard::{Command, ShardPlan, ViewerKind};
 use crate::store_node::StoreNode;
 
@@ -66,6 +74,8 @@ enum Mode {
     Lookup(LookupArgs),
     /// The embedded store alone: group-committed writes per second and per fsync.
     Store(StoreArgs),
+    /// redb against fjall on the embedded store's write pattern.
+    Engines(EnginesArgs),
     /// Print the Markdown table of a directory of reports.
     Table {
         /// Directory holding `<kind>-<target>-<run>.json` reports.
@@ -139,6 +149,13 @@ struct Crowd {
     /// Read back every n-th viewer's final position (0: skip, e.g. for the bare sink).
     #[arg(long, default_value_t = 10)]
     check_every: usize,
+    /// Seconds between two samples of the server through the plateau (RSS,
+    /// CPU, ticks, writes, store size): the report's `samples` and `drift`.
+    #[arg(long, default_value_t = 10.0)]
+    sample_every: f64,
+    /// The server's data directory: its size on disk is sampled too.
+    #[arg(long)]
+    store_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +170,10 @@ struct SessionsArgs {
     /// After the plateau, drop every session at once and measure the reconnect.
     #[arg(long)]
     storm: bool,
+    /// Lookups (`GET /api/v1/stream`) in flight through the plateau, on their
+    /// own connections; 0: none.
+    #[arg(long, default_value_t = 0)]
+    lookup_concurrency: usize,
 }
 
 #[derive(Debug, Args)]
@@ -200,6 +221,25 @@ struct StoreArgs {
     out: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+struct EnginesArgs {
+    /// Directory for both databases (must not exist or be empty).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Distinct viewers whose cells are overwritten in turn.
+    #[arg(long, default_value_t = 19_000)]
+    keys: usize,
+    /// Writes per durable commit.
+    #[arg(long, default_value_t = 24)]
+    batch: usize,
+    /// Seconds each engine runs.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Write the JSON report here (default: stdout).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
 fn run_plan(target: &Target, crowd: &Crowd, kind: ViewerKind, storm: bool) -> RunPlan {
     RunPlan {
         shard: ShardPlan {
@@ -224,7 +264,27 @@ fn run_plan(target: &Target, crowd: &Crowd, kind: ViewerKind, storm: bool) -> Ru
             control: target.store_control,
         },
         target: target.target.clone(),
+        sample_every: Duration::from_secs_f64(crowd.sample_every.max(1.0)),
+        store_dir: crowd.store_dir.clone(),
+        lookups: None,
     }
+}
+
+/// Lookups at `concurrency` against the run's target, over the crowd's users
+/// (`None` for 0); the coordinator sets their duration to the window's.
+fn window_lookups(target: &Target, crowd: &Crowd, concurrency: usize) -> Option<LookupPlan> {
+    (concurrency > 0).then(|| LookupPlan {
+        addr: target.addr,
+        secret: target.secret.clone(),
+        movie_id: target.movie.clone(),
+        user_prefix: target.user_prefix.clone(),
+        users: crowd.viewers,
+        concurrency,
+        duration: Duration::ZERO,
+        // The server's CPU in the window is the sessions' too: not billed per lookup.
+        server_pid: None,
+        target: target.target.clone(),
+    })
 }
 
 fn emit<T: Serialize>(report: &T, out: Option<&PathBuf>) -> Result<(), String> {
@@ -290,6 +350,28 @@ fn summarize(report: &RunReport) {
             node.peak_writes_in_flight,
         );
     }
+    if let Some(lookups) = &report.window_lookups {
+        eprintln!(
+            "loadgen lookups while ticking: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, errors {}",
+            lookups.per_second, lookups.p50_ms, lookups.p99_ms, lookups.max_ms, lookups.errors
+        );
+    }
+    if let Some(drift) = &report.drift {
+        eprintln!(
+            "loadgen drift over {:.0} s: RSS {:.1} → {:.1} MiB ({:+.1} MiB/h), CPU/tick {:.1} → {:.1} µs, \
+             store {} → {} bytes",
+            drift.seconds,
+            drift.rss_start_bytes as f64 / (1 << 20) as f64,
+            drift.rss_end_bytes as f64 / (1 << 20) as f64,
+            drift.rss_growth_bytes_per_hour / (1 << 20) as f64,
+            drift.cpu_us_per_tick_start,
+            drift.cpu_us_per_tick_end,
+            drift
+                .store_start_bytes
+                .map_or("-".into(), |b| b.to_string()),
+            drift.store_end_bytes.map_or("-".into(), |b| b.to_string()),
+        );
+    }
     if let Some(storm) = &report.storm {
         eprintln!(
             "loadgen storm: {}/{} back in {:.2} s, {} retries, {} hellos behind",
@@ -342,8 +424,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             let kind = ViewerKind::Session {
                 tick_rate: args.tick_rate,
             };
-            let report =
-                coordinator::run(run_plan(&args.target, &args.crowd, kind, args.storm)).await?;
+            let plan = RunPlan {
+                lookups: window_lookups(&args.target, &args.crowd, args.lookup_concurrency),
+                ..run_plan(&args.target, &args.crowd, kind, args.storm)
+            };
+            let report = coordinator::run(plan).await?;
             summarize(&report);
             emit(&report, args.target.out.as_ref())
         }
@@ -397,6 +482,32 @@ async fn run(cli: Cli) -> Result<(), String> {
                 report.p99_ms,
                 report.errors
             );
+            emit(&report, args.out.as_ref())
+        }
+        Mode::Engines(args) => {
+            let plan = engines::EnginePlan {
+                data_dir: args.data_dir,
+                keys: args.keys,
+                batch: args.batch,
+                duration: Duration::from_secs_f64(args.duration),
+            };
+            let report = tokio::task::spawn_blocking(move || engines::run(&plan))
+                .await
+                .map_err(|e| e.to_string())??;
+            for e in &report.engines {
+                eprintln!(
+                    "loadgen engines {}: {} writes per commit, {:.0} writes/s, {:.1} µs CPU/write, \
+                     {:.0} µs CPU/commit, commit p50 {:.2} ms p99 {:.2} ms, {} bytes on disk",
+                    e.engine,
+                    e.batch,
+                    e.writes_per_second,
+                    e.cpu_us_per_write,
+                    e.cpu_us_per_commit,
+                    e.commit_p50_ms,
+                    e.commit_p99_ms,
+                    e.disk_bytes
+                );
+            }
             emit(&report, args.out.as_ref())
         }
         Mode::Table { dir } => {

@@ -92,6 +92,7 @@ pub async fn run(plan: StorePlan) -> Result<StoreReport, String> {
                     movie_id: "inception".into(),
                     position_ms,
                     written_at_micros: resume_server::clock::now_micros(),
+                    watched: Default::default(),
                 };
                 let sent = Instant::now();
                 match store.put(write).await {

@@ -3,7 +3,8 @@
 //!
 //! Reports are found by file name: `<kind>-<target>-<run>.json`, e.g.
 //! `sessions-server-1.json`, `lookup-bare-2.json`, `store-paced-1.json`,
-//! `sessions-cassandra-1.json`. A scenario whose reports are missing (see
+//! `sessions-cassandra-1.json`, `ticking-server-1.json` (scenario 8: sessions
+//! with lookups through the window), `soak-server-1.json` (bench/soak.sh). A scenario whose reports are missing (see
 //! `SCENARIOS` in bench/run.sh) is left out of the table.
 
 use std::fmt::Write as _;
@@ -12,6 +13,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 use crate::coordinator::RunReport;
+use crate::engines::EnginesReport;
 use crate::lookup::LookupReport;
 use crate::store_bench::StoreReport;
 
@@ -97,9 +99,14 @@ pub fn render(dir: &Path) -> Result<String, String> {
     let constant: Vec<LookupReport> = load(dir, "lookup-bare-")?;
     let store_max: Vec<StoreReport> = load(dir, "store-max-")?;
     let store_paced: Vec<StoreReport> = load(dir, "store-paced-")?;
+    let engines_paced: Vec<EnginesReport> = load(dir, "engines-paced-")?;
+    let engines_max: Vec<EnginesReport> = load(dir, "engines-max-")?;
     let cassandra: Vec<RunReport> = load(dir, "sessions-cassandra-")?;
     let embedded: Vec<RunReport> = load(dir, "sessions-embedded-")?;
     let no_writes: Vec<RunReport> = load(dir, "sessions-nowrites-")?;
+    let ticking: Vec<RunReport> = load(dir, "ticking-server-")?;
+    let ticking_bare: Vec<RunReport> = load(dir, "ticking-bare-")?;
+    let soak: Vec<RunReport> = load(dir, "soak-server-")?;
     let mut t = Table {
         out: String::new(),
         has_reports: true,
@@ -110,7 +117,9 @@ pub fn render(dir: &Path) -> Result<String, String> {
         .max(http.len())
         .max(lookups.len())
         .max(store_max.len())
-        .max(cassandra.len());
+        .max(cassandra.len())
+        .max(ticking.len())
+        .max(soak.len());
     let _ = writeln!(t.out, "Medians of {runs} run(s).\n");
     let _ = writeln!(t.out, "| Scenario | Figure | Value | Target | |");
     let _ = writeln!(t.out, "|---|---|---|---|---|");
@@ -477,9 +486,183 @@ pub fn render(dir: &Path) -> Result<String, String> {
                 == 0.0,
         ),
     );
+    t.scenario(!engines_paced.is_empty() || !engines_max.is_empty());
+    engine_rows(&mut t, &engines_paced);
+    engine_rows(&mut t, &engines_max);
     t.scenario(!cassandra.is_empty());
     cassandra_rows(&mut t, &cassandra, &embedded, &no_writes);
+    t.scenario(!ticking.is_empty());
+    ticking_rows(&mut t, &ticking, &ticking_bare);
+    t.scenario(!soak.is_empty());
+    soak_rows(&mut t, &soak);
     Ok(t.out)
+}
+
+/// Scenario 6's engine trial: redb against fjall at one batch size.
+fn engine_rows(t: &mut Table, reports: &[EnginesReport]) {
+    if reports.is_empty() {
+        return;
+    }
+    let s = "6 engines";
+    let of = |name: &str, field: fn(&crate::engines::EngineReport) -> f64| {
+        median(reports, |r| {
+            r.engines
+                .iter()
+                .find(|e| e.engine == name)
+                .map_or(f64::NAN, field)
+        })
+    };
+    let batch = of("redb", |e| e.batch as f64);
+    let line = |name: &str| {
+        format!(
+            "{:.1} µs CPU/write, {:.0} writes/s, commit p99 {:.2} ms, {:.1} MiB on disk",
+            of(name, |e| e.cpu_us_per_write),
+            of(name, |e| e.writes_per_second),
+            of(name, |e| e.commit_p99_ms),
+            of(name, |e| e.disk_bytes as f64) / (1 << 20) as f64
+        )
+    };
+    t.row(
+        s,
+        &format!("redb, {batch:.0} writes per commit"),
+        line("redb"),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        &format!("fjall, {batch:.0} writes per commit"),
+        line("fjall"),
+        "",
+        None,
+    );
+}
+
+/// Scenario 8: lookups while sessions tick, on the server and on the bare sink.
+fn ticking_rows(t: &mut Table, server: &[RunReport], bare: &[RunReport]) {
+    let s = "8 lookups while ticking";
+    let lookups = |reports: &[RunReport], field: fn(&LookupReport) -> f64| {
+        median(reports, |r| {
+            r.window_lookups.as_ref().map_or(f64::NAN, field)
+        })
+    };
+    let line = |reports: &[RunReport]| {
+        format!(
+            "{:.0} /s, p50 {:.2} ms, p99 {:.2} ms (concurrency {:.0}, {:.0} sessions)",
+            lookups(reports, |l| l.per_second),
+            lookups(reports, |l| l.p50_ms),
+            lookups(reports, |l| l.p99_ms),
+            lookups(reports, |l| l.concurrency as f64),
+            median(reports, |r| r.connected as f64),
+        )
+    };
+    let p99 = lookups(server, |l| l.p99_ms);
+    t.row(
+        s,
+        "GET /api/v1/stream while the sessions tick",
+        line(server),
+        "p99 < 2 ms",
+        Some(p99 < 2.0),
+    );
+    t.row(
+        s,
+        "constant-body handler while its sessions tick",
+        line(bare),
+        "",
+        None,
+    );
+    let ratio = lookups(server, |l| l.per_second) / lookups(bare, |l| l.per_second);
+    t.row(
+        s,
+        "throughput, lookup ÷ constant",
+        format!("{ratio:.2}×"),
+        "≥ 0.8×",
+        Some(ratio >= 0.8),
+    );
+    let errors = lookups(server, |l| l.errors as f64) + median(server, |r| r.errors as f64);
+    t.row(
+        s,
+        "lookup and session errors",
+        format!("{errors:.0}"),
+        "0",
+        Some(errors == 0.0),
+    );
+}
+
+/// bench/soak.sh: the window's start against its end.
+fn soak_rows(t: &mut Table, soak: &[RunReport]) {
+    let s = "soak";
+    let drift = |field: fn(&crate::drift::Drift) -> f64| {
+        median(soak, |r| r.drift.as_ref().map_or(f64::NAN, field))
+    };
+    const MIB: f64 = (1 << 20) as f64;
+    t.row(
+        s,
+        "sessions, window",
+        format!(
+            "{:.0}, {:.0} s",
+            median(soak, |r| r.connected as f64),
+            drift(|d| d.seconds)
+        ),
+        "19,000, 30 min",
+        None,
+    );
+    t.row(
+        s,
+        "server RSS start → end (growth per hour)",
+        format!(
+            "{:.1} → {:.1} MiB ({:+.1} MiB/h)",
+            drift(|d| d.rss_start_bytes as f64) / MIB,
+            drift(|d| d.rss_end_bytes as f64) / MIB,
+            drift(|d| d.rss_growth_bytes_per_hour) / MIB
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "server CPU per tick, first → last fifth",
+        format!(
+            "{:.1} → {:.1} µs",
+            drift(|d| d.cpu_us_per_tick_start),
+            drift(|d| d.cpu_us_per_tick_end)
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "store on disk start → end (growth per hour)",
+        format!(
+            "{:.1} → {:.1} MiB ({:+.1} MiB/h)",
+            drift(|d| d.store_start_bytes.map_or(f64::NAN, |b| b as f64)) / MIB,
+            drift(|d| d.store_end_bytes.map_or(f64::NAN, |b| b as f64)) / MIB,
+            drift(|d| d.store_growth_bytes_per_hour.unwrap_or(f64::NAN)) / MIB
+        ),
+        "",
+        None,
+    );
+    t.row(
+        s,
+        "store writes/s, first → last fifth",
+        format!(
+            "{:.0} → {:.0}",
+            drift(|d| d.writes_per_second_start),
+            drift(|d| d.writes_per_second_end)
+        ),
+        "",
+        None,
+    );
+    let errors = median(soak, |r| {
+        (r.errors + r.unexpected_closes + r.check_wrong as u64) as f64
+    });
+    t.row(
+        s,
+        "errors, unexpected closes, wrong final positions",
+        format!("{errors:.0}"),
+        "0",
+        Some(errors == 0.0),
+    );
 }
 
 /// Scenario 7: scenario 1's sessions with the Cassandra store against the CQL
