@@ -50,6 +50,18 @@ make clock "The Clock" 120 "color=c=0x16324f:s=640x360:r=$fps" \
   "color=c=0x9fd3ff:s=16x16:r=$fps[dot];[bg][dot]overlay=x=(W-w)/2+250*sin(2*PI*t/60):y=(H-h)/2-140*cos(2*PI*t/60)[moving]"
 make testcard "Test Card" 90 "smptehdbars=s=640x360:r=$fps"
 
+# Night Shift, one season of three short episodes, each with its own sky.
+# Arrival: headlights cross a blue dusk.
+make night-shift-s1e1 "Night Shift S1E1 · Arrival" 20 "color=c=0x1f3a5f:s=640x360:r=$fps" \
+  "color=c=0xfff2a8:s=60x10:r=$fps,drawbox=x=18:y=0:w=24:h=10:color=0x1f3a5f:t=fill[lights];[bg][lights]overlay=x=-60+(W+60)*t/20:y=H-70[moving]"
+# Midnight: a moon drifts over a dark indigo sky.
+make night-shift-s1e2 "Night Shift S1E2 · Midnight" 20 "color=c=0x120a2a:s=640x360:r=$fps" \
+  "color=c=0xe8e8f0:s=48x48:r=$fps,format=yuva420p,geq=lum='lum(X,Y)':cb='cb(X,Y)':cr='cr(X,Y)':a='if(lt(hypot(X-24,Y-24),22),255,0)'[moon];[bg][moon]overlay=x=40+520*t/20:y=90-30*sin(PI*t/20)[moving]"
+# Dawn: the sky warms from the horizon up while the sun rises.
+make night-shift-s1e3 "Night Shift S1E3 · Dawn" 20 \
+  "color=c=black:s=640x360:r=$fps,format=gbrp,geq=r='30+190*(T/20)*(0.3+0.7*Y/H)':g='20+110*(T/20)*(0.2+0.8*Y/H)':b='70+30*(T/20)*(1-Y/H)'" \
+  "color=c=0xffb347:s=64x64:r=$fps,format=yuva420p,geq=lum='lum(X,Y)':cb='cb(X,Y)':cr='cr(X,Y)':a='if(lt(hypot(X-32,Y-32),30),255,0)'[sun];[bg][sun]overlay=x=W-150:y=H-40-110*t/20:format=auto[moving]"
+
 for f in "$out_dir"/*.mp4; do
   printf '%s %ss %s bytes\n' "$f" \
     "$(ffprobe -v error -show_entries format=duration -of csv=p=0 "$f")" "$(stat -c %s "$f")"

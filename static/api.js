@@ -43,6 +43,28 @@ export const stream = (movieId) =>
   request('GET', `/api/v1/stream?movie_id=${encodeURIComponent(movieId)}`);
 
 /**
+ * The viewer's saved position and watched state of a title, or null when
+ * nothing is saved. The browser logs the 404 of the latter as an error: ask
+ * only about titles known to have something saved.
+ */
+export async function progress(movieId) {
+  try {
+    return await request('GET', `/api/v1/progress/${encodeURIComponent(movieId)}`);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return null;
+    throw error;
+  }
+}
+
+/** Marks a title watched: its position moves to the end. */
+export const markWatched = (movieId) =>
+  request('PUT', `/api/v1/progress/${encodeURIComponent(movieId)}/watched`);
+
+/** Marks a title unwatched: its position goes back to the beginning. */
+export const markUnwatched = (movieId) =>
+  request('DELETE', `/api/v1/progress/${encodeURIComponent(movieId)}/watched`);
+
+/**
  * Same-origin WebSocket URL of a new playback session for a title. A browser
  * cannot put the token in a WebSocket header, and a URL is the wrong place for
  * it (logs, history), so this asks for a single-use ticket that the server

@@ -1,5 +1,7 @@
 // The demo page: log in, browse titles with each viewer's progress, play one
-// resumed where that viewer stopped, and stream ticks while it plays.
+// resumed where that viewer stopped, and stream ticks while it plays. Episodes
+// are shelved by series and season, continue watching offers a series' next
+// episode as "Up next", and any title can be marked watched or unwatched.
 
 import * as api from './api.js';
 import { PlaybackSession } from './session.js';
@@ -16,8 +18,11 @@ const ui = {
   libraryError: byId('library-error'),
   continueSection: byId('continue'),
   continueList: byId('continue-list'),
+  moviesSection: byId('movies'),
   catalogList: byId('catalog-list'),
+  seriesShelves: byId('series-shelves'),
   cardTemplate: byId('card-template'),
+  seriesTemplate: byId('series-template'),
   player: byId('player'),
   playerTitle: byId('player-title'),
   playerClose: byId('player-close'),
@@ -56,6 +61,7 @@ function showLogin(message = '') {
   libraryVersion += 1;
   ui.continueList.replaceChildren();
   ui.catalogList.replaceChildren();
+  ui.seriesShelves.replaceChildren();
   ui.continueSection.hidden = true;
   ui.library.setAttribute('aria-busy', 'true');
   ui.whoami.hidden = true;
@@ -115,21 +121,64 @@ function isPlayable(movie) {
   return new URL(movie.stream_url, location.href).origin === location.origin;
 }
 
+/** Episodes carry their series; other titles stand alone. */
+const isEpisode = (movie) => typeof movie.series_id === 'string';
+
+/** "S1E2". */
+const episodeCode = (movie) => `S${movie.season}E${movie.episode}`;
+
+/** What the player's heading shows: "Night Shift S1E2 · Midnight". */
+function displayTitle(movie) {
+  return isEpisode(movie) ? `${movie.series_title} ${episodeCode(movie)} · ${movie.title}` : movie.title;
+}
+
+/** What a screen reader says of a title: "Night Shift, season 1, episode 2: Midnight". */
+function spokenTitle(movie) {
+  return isEpisode(movie)
+    ? `${movie.series_title}, season ${movie.season}, episode ${movie.episode}: ${movie.title}`
+    : movie.title;
+}
+
+/**
+ * Movies in catalog order, and the series in order of their first episode,
+ * each as `{ id, title, seasons: [{ season, episodes }] }` sorted by number.
+ */
+function shelve(movies) {
+  const standalone = [];
+  const series = new Map();
+  for (const movie of movies) {
+    if (!isEpisode(movie)) {
+      standalone.push(movie);
+      continue;
+    }
+    if (!series.has(movie.series_id)) {
+      series.set(movie.series_id, { id: movie.series_id, title: movie.series_title, seasons: new Map() });
+    }
+    const { seasons } = series.get(movie.series_id);
+    if (!seasons.has(movie.season)) seasons.set(movie.season, []);
+    seasons.get(movie.season).push(movie);
+  }
+  const shows = [...series.values()].map((show) => ({
+    ...show,
+    seasons: [...show.seasons]
+      .sort(([a], [b]) => a - b)
+      .map(([season, episodes]) => ({
+        season,
+        episodes: episodes.sort((a, b) => a.episode - b.episode),
+      })),
+  }));
+  return { standalone, shows };
+}
+
 async function refreshLibrary() {
   const mine = ++libraryVersion;
   ui.library.setAttribute('aria-busy', 'true');
   try {
     const [{ movies }, { items }] = await Promise.all([api.catalog(), api.continueWatching()]);
-    const inProgress = new Map(items.map((item) => [item.movie_id, item]));
-    // Continue-watching leaves finished titles out; ask the read path which of
-    // the rest were finished, so they can say "Watched".
-    const finished = new Set();
-    await Promise.all(
-      movies
-        .filter((movie) => !inProgress.has(movie.movie_id) && isPlayable(movie))
-        .map(async (movie) => {
-          if ((await api.stream(movie.movie_id)).completed) finished.add(movie.movie_id);
-        }),
+    const states = new Map(
+      await Promise.all(
+        movies.filter(isPlayable).map(async (movie) => [movie.movie_id, await viewerState(movie)]),
+      ),
     );
     // An older load (perhaps another viewer's) must not paint over this one.
     if (mine !== libraryVersion) return;
@@ -137,20 +186,27 @@ async function refreshLibrary() {
     const continuing = items.filter((item) => titles.has(item.movie_id));
     ui.continueList.replaceChildren(
       ...continuing.map((item) =>
-        renderCard(titles.get(item.movie_id), item.position_seconds, false, 'continue-item'),
+        renderCard(titles.get(item.movie_id), {
+          testId: 'continue-item',
+          kind: item.kind ?? 'in_progress',
+          position: item.position_seconds,
+          watched: states.get(item.movie_id)?.watched ?? false,
+        }),
       ),
     );
     ui.continueSection.hidden = continuing.length === 0;
-    ui.catalogList.replaceChildren(
-      ...movies.map((movie) =>
-        renderCard(
-          movie,
-          inProgress.get(movie.movie_id)?.position_seconds ?? 0,
-          finished.has(movie.movie_id),
-          'catalog-item',
-        ),
-      ),
-    );
+
+    const catalogCard = (movie, headingLevel) =>
+      renderCard(movie, {
+        testId: 'catalog-item',
+        headingLevel,
+        ...(states.get(movie.movie_id) ?? { position: 0, watched: false }),
+        watchedToggle: true,
+      });
+    const { standalone, shows } = shelve(movies);
+    ui.catalogList.replaceChildren(...standalone.map((movie) => catalogCard(movie, 3)));
+    ui.moviesSection.hidden = standalone.length === 0;
+    ui.seriesShelves.replaceChildren(...shows.map((show, i) => renderSeries(show, `series-${i}`, catalogCard)));
     ui.libraryError.textContent = '';
   } catch (error) {
     if (mine === libraryVersion) handleApiError(error, ui.libraryError);
@@ -159,52 +215,155 @@ async function refreshLibrary() {
   }
 }
 
-function renderCard(movie, position, completed, testId) {
+/**
+ * Where Play would start a title (`position`) and whether the viewer finished
+ * it (`watched`). The position comes from the read path Play itself uses
+ * (continue watching keeps one row per series, so it does not cover every
+ * episode). Watched is a state of its own, which rewatching keeps; it is asked
+ * for only when the read path shows something saved, because asking about a
+ * title never played gets a 404, which the browser logs as an error. A watched
+ * title rewatched and left at 0 is therefore shown unwatched.
+ */
+async function viewerState(movie) {
+  const read = await api.stream(movie.movie_id);
+  const position = read.resume_position_seconds;
+  if (position === 0 && !read.completed) return { position, watched: false };
+  const saved = await api.progress(movie.movie_id);
+  return { position, watched: saved?.watched ?? read.completed };
+}
+
+/** A series' section: its title, then each season's episodes. `idPrefix` names its headings. */
+function renderSeries(show, idPrefix, catalogCard) {
+  const section = ui.seriesTemplate.content.firstElementChild.cloneNode(true);
+  section.dataset.seriesId = show.id;
+  const heading = section.querySelector('.series-title');
+  heading.id = idPrefix;
+  heading.textContent = show.title;
+  section.setAttribute('aria-labelledby', heading.id);
+  for (const { season, episodes } of show.seasons) {
+    const seasonHeading = document.createElement('h3');
+    seasonHeading.className = 'season-title';
+    seasonHeading.id = `${idPrefix}-season-${season}`;
+    seasonHeading.textContent = `Season ${season}`;
+    const list = document.createElement('ul');
+    list.className = 'cards';
+    list.dataset.testid = 'season';
+    list.dataset.season = String(season);
+    list.setAttribute('aria-labelledby', seasonHeading.id);
+    list.append(...episodes.map((movie) => catalogCard(movie, 4)));
+    section.append(seasonHeading, list);
+  }
+  return section;
+}
+
+/**
+ * One title's card. `kind` is a continue-watching row's (`in_progress` or
+ * `up_next`); `headingLevel` fits the card under its section's headings;
+ * `watchedToggle` adds the button that marks the title watched or unwatched.
+ */
+function renderCard(movie, { testId, kind, headingLevel = 3, position, watched, watchedToggle = false }) {
   const card = ui.cardTemplate.content.firstElementChild.cloneNode(true);
   card.dataset.testid = testId;
   card.dataset.movieId = movie.movie_id;
-  card.dataset.completed = String(completed);
+  if (kind) card.dataset.kind = kind;
+  if (headingLevel !== 3) {
+    const heading = document.createElement(`h${headingLevel}`);
+    const template = card.querySelector('.card-title');
+    heading.className = template.className;
+    heading.dataset.testid = template.dataset.testid;
+    template.replaceWith(heading);
+  }
   card.querySelector('.card-title').textContent = movie.title;
+
+  // Above the title: "Up next" for a series' next episode, and where an
+  // episode belongs (on its series' shelf, the shelf already names the series).
+  const eyebrow = card.querySelector('.card-eyebrow');
+  if (kind !== 'up_next') card.querySelector('.card-badge').remove();
+  const episode = card.querySelector('.card-episode');
+  if (isEpisode(movie)) {
+    episode.textContent = testId === 'catalog-item'
+      ? episodeCode(movie)
+      : `${movie.series_title} · ${episodeCode(movie)}`;
+  } else {
+    episode.remove();
+  }
+  if (!eyebrow.children.length) eyebrow.remove();
+
   const progress = card.querySelector('.card-progress');
-  progress.setAttribute('aria-label', `${movie.title}: progress`);
+  progress.setAttribute('aria-label', `${spokenTitle(movie)}: progress`);
   const button = card.querySelector('.card-play');
+  const toggle = card.querySelector('.card-watched');
 
   if (!isPlayable(movie)) {
     card.classList.add('unplayable');
     progress.hidden = true;
+    toggle.remove();
     card.querySelector('.card-meta').textContent =
       `${formatTime(movie.duration_seconds)} · streams from a CDN, not playable in this demo`;
     button.textContent = 'Not playable here';
     button.disabled = true;
     return card;
   }
-  showProgress(card, position, movie.duration_seconds, completed);
+  if (watchedToggle) {
+    toggle.addEventListener('click', () => setWatched(movie, card.dataset.watched !== 'true', toggle));
+  } else {
+    toggle.remove();
+  }
+  showProgress(card, movie, position, watched);
   button.addEventListener('click', () => play(movie));
   return card;
 }
 
-function showProgress(card, position, duration, completed) {
+/**
+ * Draws a card's progress: where Play starts, and whether the title was
+ * watched. A watched title being watched again is both.
+ */
+function showProgress(card, movie, position, watched) {
+  const duration = movie.duration_seconds;
   const meta = card.querySelector('.card-meta');
   const button = card.querySelector('.card-play');
-  const title = card.querySelector('.card-title').textContent;
-  card.querySelector('.card-progress').value = completed ? 1 : Math.min(1, position / duration);
-  if (completed) {
-    meta.textContent = `${formatTime(duration)} · Watched`;
-    button.textContent = 'Play again';
-  } else if (position > 0) {
-    meta.textContent = `${formatTime(position)} of ${formatTime(duration)}`;
+  card.dataset.watched = String(watched);
+  card.querySelector('.card-progress').value =
+    position > 0 ? Math.min(1, position / duration) : watched ? 1 : 0;
+  const length = position > 0 ? `${formatTime(position)} of ${formatTime(duration)}` : formatTime(duration);
+  meta.textContent = watched ? `${length} · Watched` : length;
+  if (position > 0) {
     button.textContent = `Resume from ${formatTime(position)}`;
   } else {
-    meta.textContent = formatTime(duration);
-    button.textContent = 'Play';
+    button.textContent = watched ? 'Play again' : 'Play';
   }
-  button.setAttribute('aria-label', `${button.textContent}: ${title}`);
+  button.setAttribute('aria-label', `${button.textContent}: ${spokenTitle(movie)}`);
+  const toggle = card.querySelector('.card-watched');
+  if (toggle) {
+    toggle.textContent = watched ? 'Mark unwatched' : 'Mark watched';
+    toggle.setAttribute('aria-label', `${toggle.textContent}: ${spokenTitle(movie)}`);
+  }
 }
 
-/** Moves the playing title's bars as the server confirms saves. */
+/** Moves the playing title's bars as the server confirms saves (a save leaves watched as it was). */
 function showSaved(movie, position) {
   for (const card of document.querySelectorAll(`.card[data-movie-id="${CSS.escape(movie.movie_id)}"]`)) {
-    showProgress(card, position, movie.duration_seconds, false);
+    showProgress(card, movie, position, card.dataset.watched === 'true');
+  }
+}
+
+/** Marks a title watched or unwatched, then redraws the library to show it. */
+async function setWatched(movie, watched, toggle) {
+  const hadFocus = document.activeElement === toggle;
+  toggle.disabled = true;
+  try {
+    await (watched ? api.markWatched(movie.movie_id) : api.markUnwatched(movie.movie_id));
+  } catch (error) {
+    toggle.disabled = false;
+    handleApiError(error, ui.libraryError);
+    return;
+  }
+  await refreshLibrary();
+  // The card was drawn anew: keep a keyboard user's place.
+  if (hadFocus) {
+    document
+      .querySelector(`[data-testid=catalog-item][data-movie-id="${CSS.escape(movie.movie_id)}"] .card-watched`)
+      ?.focus();
   }
 }
 
@@ -214,7 +373,7 @@ async function play(movie) {
   stopPlayback();
   const mine = ++generation;
   ui.player.hidden = false;
-  ui.playerTitle.textContent = movie.title;
+  ui.playerTitle.textContent = displayTitle(movie);
   setStatus('Loading…');
   ui.savedText.textContent = '';
   setConnection('');

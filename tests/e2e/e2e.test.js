@@ -1,9 +1,10 @@
 // End-to-end: the real resume-server binary and Debian's Chromium, driven the
 // way a viewer would. Watches a title, leaves, comes back to the same spot;
-// finishes a title and finds it restarting; checks positions are per viewer.
-// Throughout, it watches the browser itself: no URL Chromium requests (pages,
-// fetches, WebSockets) may carry a token, and no page may break its Content
-// Security Policy.
+// finishes a title and finds it restarting; checks positions are per viewer;
+// finishes an episode and finds the next one "Up next"; marks a title watched
+// and unwatched. Throughout, it watches the browser itself: no URL Chromium
+// requests (pages, fetches, WebSockets) may carry a token, and no page may
+// break its Content Security Policy.
 //
 // Env: RESUME_SERVER_BIN (default ../../target/debug/resume-server),
 //      CHROMIUM_BIN (default /usr/bin/chromium),
@@ -116,7 +117,7 @@ test('a viewer resumes where they stopped, per title and per viewer', async (t) 
     await page.evaluate(() => { document.querySelector('[data-testid=video]').currentTime = 57.5; });
     await page.waitForFunction(() => document.querySelector('[data-testid=video]').ended,
       null, { timeout: STEP_MS });
-    await page.locator('[data-testid=catalog-item][data-movie-id=countdown][data-completed=true]')
+    await page.locator('[data-testid=catalog-item][data-movie-id=countdown][data-watched=true]')
       .waitFor({ timeout: STEP_MS });
     await play(page, 'countdown');
     await expectStatus(page, 'Starting from the beginning');
@@ -136,23 +137,80 @@ test('a viewer resumes where they stopped, per title and per viewer', async (t) 
     assert.ok(await currentTime(page) < 1, "bob's Clock starts from the beginning");
     await page.close({ runBeforeUnload: true });
   });
+});
 
-  await t.test('no page logged an error or warning, or broke its Content Security Policy', () => {
-    assert.deepEqual(problems, []);
-  });
+test('a finished episode puts the next one in continue watching, as Up next', async () => {
+  const page = await openPage();
+  await logIn(page, 'dana');
+  const shelf = page.locator('[data-testid=series][data-series-id=night-shift]');
+  await shelf.getByRole('heading', { name: 'Night Shift', exact: true }).waitFor({ timeout: STEP_MS });
+  const first = shelf.locator('[data-testid=season][data-season="1"] [data-movie-id=night-shift-s1e1]');
+  assert.equal(await first.getByTestId('episode-label').textContent(), 'S1E1');
+  assert.equal(await first.getByTestId('card-title').textContent(), 'Arrival');
 
-  await t.test('no URL the browser requested carries a token', () => {
-    assert.ok(tokens.size >= 2, `logged in as alice and bob (${tokens.size} tokens seen)`);
-    const leaks = requestedUrls.filter(
-      (url) => /access_token|bearer/i.test(url) || [...tokens].some((token) => url.includes(token)),
-    );
-    assert.deepEqual(leaks, [], 'URLs that carry a token');
-    const sessions = requestedUrls.filter((url) => url.includes('/api/v1/stream/session?'));
-    assert.ok(sessions.length >= 3, `sessions were opened: ${JSON.stringify(sessions)}`);
-    for (const url of sessions) {
-      assert.match(url, /^ws:.*[?&]ticket=[A-Za-z0-9_-]{43}(&|$)/, 'a session opens with a ticket');
-    }
-  });
+  await play(page, 'night-shift-s1e1');
+  await page.getByTestId('player-title').getByText('Night Shift S1E1 · Arrival').waitFor({ timeout: STEP_MS });
+  await expectStatus(page, 'Starting from the beginning');
+  // Drag the scrubber near the end and let the episode play out, so that the
+  // player itself reports `ended`.
+  await page.evaluate(() => { document.querySelector('[data-testid=video]').currentTime = 18.5; });
+  await page.waitForFunction(() => document.querySelector('[data-testid=video]').ended,
+    null, { timeout: STEP_MS });
+  await page.locator('[data-testid=catalog-item][data-movie-id=night-shift-s1e1][data-watched=true]')
+    .waitFor({ timeout: STEP_MS });
+
+  await page.getByTestId('player-close').click();
+  const upNext = page.locator(
+    '[data-testid=continue-item][data-kind=up_next][data-movie-id=night-shift-s1e2]',
+  );
+  await upNext.waitFor({ timeout: STEP_MS });
+  await page.locator('[data-testid=library][aria-busy=false]').waitFor({ timeout: STEP_MS });
+  assert.equal(await upNext.getByTestId('up-next-badge').textContent(), 'Up next');
+  assert.equal(await upNext.getByTestId('episode-label').textContent(), 'Night Shift · S1E2');
+  assert.equal(await upNext.getByTestId('card-title').textContent(), 'Midnight');
+  const seriesRows = page.locator('[data-testid=continue-item][data-movie-id^=night-shift-]');
+  assert.equal(await seriesRows.count(), 1, 'one continue-watching row per series');
+  await page.screenshot({ path: path.join(artifacts, 'up-next.png'), fullPage: true });
+
+  await upNext.getByTestId('play').click();
+  await page.getByTestId('player-title').getByText('Night Shift S1E2 · Midnight').waitFor({ timeout: STEP_MS });
+  await expectStatus(page, 'Starting from the beginning');
+  assert.match(await page.evaluate(() => document.querySelector('[data-testid=video]').currentSrc),
+    /\/media\/night-shift-s1e2\.mp4$/);
+  await page.waitForFunction(() => document.querySelector('[data-testid=video]').currentTime >= 1,
+    null, { timeout: STEP_MS });
+  await page.locator('[data-testid=connection][data-state=live]').waitFor({ timeout: STEP_MS });
+  await page.close({ runBeforeUnload: true });
+});
+
+test('a viewer marks a title watched, then unwatched', async () => {
+  const page = await openPage();
+  await logIn(page, 'erin');
+  const card = (watched) =>
+    page.locator(`[data-testid=catalog-item][data-movie-id=testcard][data-watched=${watched}]`);
+  await card(false).waitFor({ timeout: STEP_MS });
+  assert.equal(await card(false).getByTestId('toggle-watched').textContent(), 'Mark watched');
+
+  await card(false).getByTestId('toggle-watched').click();
+  await card(true).waitFor({ timeout: STEP_MS });
+  assert.match(await card(true).getByTestId('card-meta').textContent(), /Watched/);
+  assert.equal(await card(true).getByTestId('toggle-watched').textContent(), 'Mark unwatched');
+  assert.equal(await card(true).getByTestId('play').textContent(), 'Play again');
+  // The card was drawn anew; the button that was pressed keeps the focus.
+  await page.waitForFunction(
+    () => document.activeElement?.matches('[data-movie-id=testcard] [data-testid=toggle-watched]'),
+    null, { timeout: STEP_MS });
+  assert.equal((await progressOf(page, 'testcard'))?.watched, true, 'the server says watched');
+
+  await card(true).getByTestId('toggle-watched').click();
+  await card(false).waitFor({ timeout: STEP_MS });
+  assert.doesNotMatch(await card(false).getByTestId('card-meta').textContent(), /Watched/);
+  assert.equal(await card(false).getByTestId('toggle-watched').textContent(), 'Mark watched');
+  assert.equal(await card(false).getByTestId('play').textContent(), 'Play');
+  const saved = await progressOf(page, 'testcard');
+  assert.equal(saved?.watched ?? false, false, 'the server says unwatched');
+  assert.equal(saved?.position_seconds ?? 0, 0, 'an unwatched title starts from the beginning');
+  await page.close({ runBeforeUnload: true });
 });
 
 test('the Content Security Policy blocks an injected inline script, and the test sees it', async () => {
@@ -176,6 +234,26 @@ test('the Content Security Policy blocks an injected inline script, and the test
   assert.equal(await page.evaluate(() => window.inlineScriptRan === true), false, 'the inline script ran');
   assert.match(violations[0], /script-src/);
   await page.close();
+});
+
+// Last, so that it covers the pages of every test before it.
+test('across every page', async (t) => {
+  await t.test('no page logged an error or warning, or broke its Content Security Policy', () => {
+    assert.deepEqual(problems, []);
+  });
+
+  await t.test('no URL the browser requested carries a token', () => {
+    assert.ok(tokens.size >= 2, `logged in as alice and bob (${tokens.size} tokens seen)`);
+    const leaks = requestedUrls.filter(
+      (url) => /access_token|bearer/i.test(url) || [...tokens].some((token) => url.includes(token)),
+    );
+    assert.deepEqual(leaks, [], 'URLs that carry a token');
+    const sessions = requestedUrls.filter((url) => url.includes('/api/v1/stream/session?'));
+    assert.ok(sessions.length >= 3, `sessions were opened: ${JSON.stringify(sessions)}`);
+    for (const url of sessions) {
+      assert.match(url, /^ws:.*[?&]ticket=[A-Za-z0-9_-]{43}(&|$)/, 'a session opens with a ticket');
+    }
+  });
 });
 
 // ---- page helpers ------------------------------------------------------------
@@ -250,6 +328,17 @@ async function waitForSavedPosition(user, movieId, accept) {
     last = await response.json();
     return accept(last.position_seconds);
   }, STEP_MS, () => `${user}'s position in ${movieId} was not saved (last seen: ${JSON.stringify(last)})`);
+}
+
+/** The page's viewer's saved progress on a title, asked with the page's token; null if none. */
+async function progressOf(page, movieId) {
+  const token = await page.evaluate(() => sessionStorage.getItem('resume.token'));
+  const response = await fetch(`${server.baseUrl}/api/v1/progress/${movieId}`, {
+    headers: { Authorization: `Bearer ${token}` },
+  });
+  if (response.status === 404) return null;
+  assert.equal(response.status, 200, `GET /api/v1/progress/${movieId}`);
+  return response.json();
 }
 
 async function apiJson(route, init) {
