@@ -117,8 +117,9 @@ pub enum CatalogError {
 pub struct Catalog {
     /// Titles in catalog order, as listed to clients.
     movies: Arc<[Movie]>,
-    /// `movie_id` → index into `movies`.
-    index: Arc<HashMap<String, usize>>,
+    /// `movie_id` → index into `movies`; the key is the one shared copy of the
+    /// id that every live session of the title refers to.
+    index: Arc<HashMap<Arc<str>, usize>>,
     /// Index of an episode → index of the next one in its series, in
     /// (season, episode) order; absent for standalone titles and last episodes.
     next_episode: Arc<HashMap<usize, usize>>,
@@ -142,7 +143,10 @@ impl Catalog {
             if movie.stream_url.is_empty() {
                 return Err(invalid("stream_url must not be empty"));
             }
-            if index.insert(movie.movie_id.clone(), i).is_some() {
+            if index
+                .insert(Arc::from(movie.movie_id.as_str()), i)
+                .is_some()
+            {
                 return Err(invalid("duplicate movie_id"));
             }
         }
@@ -211,6 +215,14 @@ impl Catalog {
     /// Looks a title up by id.
     pub fn get(&self, movie_id: &str) -> Option<&Movie> {
         self.index.get(movie_id).map(|&i| &self.movies[i])
+    }
+
+    /// The catalog's own shared copy of a title's id, so that thousands of
+    /// sessions of one title hold one string between them.
+    pub fn shared_id(&self, movie_id: &str) -> Option<Arc<str>> {
+        self.index
+            .get_key_value(movie_id)
+            .map(|(id, _)| Arc::clone(id))
     }
 
     /// Every title, in catalog order.
@@ -428,6 +440,16 @@ mod tests {
         assert_eq!(next("night-shift-s1e1"), Some("Midnight"));
         assert_eq!(next("night-shift-s1e2"), Some("Dawn"));
         assert_eq!(next("night-shift-s1e3"), None);
+    }
+
+    #[test]
+    fn every_session_of_a_title_shares_one_copy_of_its_id() {
+        let catalog = Catalog::built_in();
+        let first = catalog.shared_id("clock").unwrap();
+        let second = catalog.shared_id("clock").unwrap();
+        assert_eq!(&*first, "clock");
+        assert!(Arc::ptr_eq(&first, &second));
+        assert!(catalog.shared_id("nope").is_none());
     }
 
     #[test]

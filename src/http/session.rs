@@ -71,15 +71,15 @@ pub async fn open_session(
     let upgrade = upgrade.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let user = authenticate(credential, &movie.movie_id, &state)?;
     let decision = state.resume_decision(&user, movie).await?;
-    let ticket = state
-        .sessions
-        .admit(&user, &movie.movie_id)
-        .map_err(|e| match e {
-            AdmissionError::ServerFull => ApiError::Unavailable(e.to_string()),
-            AdmissionError::UserFull => ApiError::TooManyRequests(e.to_string()),
-        })?;
+    let movie_id = state
+        .catalog
+        .shared_id(&movie.movie_id)
+        .unwrap_or_else(|| movie.movie_id.as_str().into());
+    let ticket = state.sessions.admit(&user, movie_id).map_err(|e| match e {
+        AdmissionError::ServerFull => ApiError::Unavailable(e.to_string()),
+        AdmissionError::UserFull => ApiError::TooManyRequests(e.to_string()),
+    })?;
     let context = SessionContext {
-        user,
         duration_ms: movie.duration_ms(),
         resume_position_ms: decision.position_ms,
         settings: state.session_settings.clone(),

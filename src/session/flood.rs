@@ -9,48 +9,10 @@
 use tokio::time::Instant;
 
 /// Seconds of burst the message bucket holds.
-const BURST_SECONDS: f64 = 2.0;
+const BURST_SECONDS: f32 = 2.0;
 
 /// Seconds of dropped messages (at the allowed rate) tolerated before closing.
-const STRIKE_SECONDS: f64 = 5.0;
-
-/// A token bucket refilled continuously.
-#[derive(Debug, Clone)]
-struct TokenBucket {
-    /// Tokens available now.
-    tokens: f64,
-    /// Most tokens held.
-    capacity: f64,
-    /// Tokens added per second.
-    rate: f64,
-    /// Last refill.
-    refilled_at: Instant,
-}
-
-impl TokenBucket {
-    fn full(rate: f64, capacity: f64, now: Instant) -> Self {
-        Self {
-            tokens: capacity,
-            capacity,
-            rate,
-            refilled_at: now,
-        }
-    }
-
-    fn try_take(&mut self, now: Instant) -> bool {
-        let elapsed = now
-            .saturating_duration_since(self.refilled_at)
-            .as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
-        self.refilled_at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
+const STRIKE_SECONDS: f32 = 5.0;
 
 /// The verdict on one incoming message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,33 +25,63 @@ pub enum FloodVerdict {
     Close,
 }
 
-/// Per-session flood state.
+/// Per-session flood state: two token buckets refilled continuously at the
+/// allowed rate, kept small (one of these lives in every session).
 #[derive(Debug, Clone)]
 pub struct FloodGuard {
-    /// Allowed messages.
-    messages: TokenBucket,
-    /// Budget of dropped messages; refills at the allowed rate.
-    strikes: TokenBucket,
+    /// Allowed messages per second; both buckets refill at this rate.
+    rate: f32,
+    /// Messages that may pass now (at most `rate × BURST_SECONDS`).
+    messages: f32,
+    /// Dropped messages tolerated from now on (at most `rate × STRIKE_SECONDS`).
+    strikes: f32,
+    /// When both buckets were last refilled.
+    refilled_at: Instant,
 }
 
 impl FloodGuard {
     /// A guard allowing `rate` messages per second.
     pub fn new(rate: f64, now: Instant) -> Self {
+        let rate = rate as f32;
         Self {
-            messages: TokenBucket::full(rate, (rate * BURST_SECONDS).max(1.0), now),
-            strikes: TokenBucket::full(rate, (rate * STRIKE_SECONDS).max(1.0), now),
+            rate,
+            messages: capacity(rate, BURST_SECONDS),
+            strikes: capacity(rate, STRIKE_SECONDS),
+            refilled_at: now,
         }
     }
 
     /// Judges one message arriving at `now`.
     pub fn check(&mut self, now: Instant) -> FloodVerdict {
-        if self.messages.try_take(now) {
+        let refill = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f32()
+            * self.rate;
+        self.refilled_at = now;
+        self.messages = (self.messages + refill).min(capacity(self.rate, BURST_SECONDS));
+        self.strikes = (self.strikes + refill).min(capacity(self.rate, STRIKE_SECONDS));
+        if take(&mut self.messages) {
             FloodVerdict::Allow
-        } else if self.strikes.try_take(now) {
+        } else if take(&mut self.strikes) {
             FloodVerdict::Drop
         } else {
             FloodVerdict::Close
         }
+    }
+}
+
+/// Most tokens a bucket holds: `seconds` at `rate`, at least one.
+fn capacity(rate: f32, seconds: f32) -> f32 {
+    (rate * seconds).max(1.0)
+}
+
+/// Takes one token if there is one.
+fn take(tokens: &mut f32) -> bool {
+    if *tokens >= 1.0 {
+        *tokens -= 1.0;
+        true
+    } else {
+        false
     }
 }
 

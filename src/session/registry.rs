@@ -90,7 +90,7 @@ impl SessionRegistry {
     pub fn admit(
         self: &Arc<Self>,
         user: &UserId,
-        movie_id: &str,
+        movie_id: impl Into<Arc<str>>,
     ) -> Result<SessionTicket, AdmissionError> {
         if self.live.fetch_add(1, Ordering::AcqRel) >= self.max_sessions {
             self.live.fetch_sub(1, Ordering::AcqRel);
@@ -180,6 +180,11 @@ pub struct SessionTicket {
 }
 
 impl SessionTicket {
+    /// The session's user (the verified token's subject).
+    pub fn user(&self) -> &UserId {
+        &self.user
+    }
+
     /// The registered session.
     pub fn session(&self) -> &LiveSession {
         &self.session
