@@ -57,7 +57,12 @@ def main() -> None:
     nowrites = reports(directory, "sessions-nowrites")
     embedded = reports(directory, "sessions-embedded")
     cassandra = reports(directory, "sessions-cassandra")
+    ticking = reports(directory, "ticking-server")
+    ticking_sink = reports(directory, "ticking-bare")
+    engines_paced = reports(directory, "engines-paced")
+    engines_max = reports(directory, "engines-max")
     kib = lambda rows: [v / 1024 for v in field(rows, "rss_per_viewer_bytes")]
+    engine = lambda rows, name, key: [e[key] for row in rows for e in row.get("engines", []) if e["engine"] == name]
     lines = [
         ("runs", f"{len(server)} server, {len(sink)} bare sink"),
         ("1 server CPU per tick, µs", spread(field(server, "cpu_us_per_message"))),
@@ -113,6 +118,16 @@ def main() -> None:
          spread([c / s for c, s in zip(field(cassandra, "store_node", "window_cpu_seconds"),
                                       field(cassandra, "window_seconds")) if s])),
         ("7 CQL test node peak writes in hand", spread(field(cassandra, "store_node", "peak_writes_in_flight"), digits=0)),
+        ("8 lookups/s while ticking, server", spread(field(ticking, "window_lookups", "per_second"), digits=0)),
+        ("8 lookups/s while ticking, bare sink", spread(field(ticking_sink, "window_lookups", "per_second"), digits=0)),
+        ("lookups/s while ticking, server ÷ sink (per run)",
+         spread(ratio(ticking, ticking_sink, "window_lookups", "per_second"))),
+        ("8 lookup p99 ms while ticking, server", spread(field(ticking, "window_lookups", "p99_ms"))),
+        ("8 lookup p99 ms while ticking, bare sink", spread(field(ticking_sink, "window_lookups", "p99_ms"))),
+        ("6 engines, paced batch: redb CPU µs per write", spread(engine(engines_paced, "redb", "cpu_us_per_write"))),
+        ("6 engines, paced batch: fjall CPU µs per write", spread(engine(engines_paced, "fjall", "cpu_us_per_write"))),
+        ("6 engines, 4096 batch: redb CPU µs per write", spread(engine(engines_max, "redb", "cpu_us_per_write"))),
+        ("6 engines, 4096 batch: fjall CPU µs per write", spread(engine(engines_max, "fjall", "cpu_us_per_write"))),
     ]
     width = max(len(name) for name, _ in lines)
     for name, value in lines:

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
+use smallvec::SmallVec;
 
 use crate::auth::UserId;
 
@@ -59,11 +60,15 @@ pub enum AdmissionError {
     UserFull,
 }
 
+/// One user's sessions: nearly always one, held inline in the map's entry
+/// instead of in a separate allocation per user.
+type UserSessions = SmallVec<[Arc<LiveSession>; 1]>;
+
 /// Live sessions by user, with the caps.
 #[derive(Debug)]
 pub struct SessionRegistry {
     /// Sessions of each user (a handful at most, bounded by the per-user cap).
-    by_user: DashMap<UserId, Vec<Arc<LiveSession>>>,
+    by_user: DashMap<UserId, UserSessions>,
     /// Sessions admitted and not yet dropped.
     live: AtomicUsize,
     /// Next session id.
