@@ -6,7 +6,9 @@
 //! half an hour with the same viewers: memory and the store's files must not
 //! grow with time, and the CPU a tick costs must not creep up. The samples stay
 //! in the report, so the whole curve can be looked at later; the summary
-//! compares the start with the end and turns the difference into growth per hour.
+//! compares the start with the end, and — because a server's memory and files
+//! grow once while every viewer's first write lands — also the end of the
+//! first fifth with the end, which is the growth that would go on.
 
 use std::path::Path;
 
@@ -29,8 +31,10 @@ pub struct WindowSample {
     pub store_bytes: Option<u64>,
 }
 
-/// Start against end of a window.
+/// Start against end of a window. Fields missing from an older report read
+/// as their defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Drift {
     /// Seconds from the first sample to the last.
     pub seconds: f64,
@@ -42,12 +46,17 @@ pub struct Drift {
     pub rss_end_bytes: u64,
     /// (end − start) RSS per hour of window, bytes.
     pub rss_growth_bytes_per_hour: f64,
+    /// RSS growth per hour from the end of the first fifth to the end: once
+    /// every viewer has written, what keeps growing.
+    pub rss_settled_growth_bytes_per_hour: f64,
     /// The store's files at the first sample, bytes.
     pub store_start_bytes: Option<u64>,
     /// The store's files at the last sample, bytes.
     pub store_end_bytes: Option<u64>,
     /// (end − start) store bytes per hour of window.
     pub store_growth_bytes_per_hour: Option<f64>,
+    /// Store growth per hour from the end of the first fifth to the end.
+    pub store_settled_growth_bytes_per_hour: Option<f64>,
     /// Server CPU µs per accepted tick over the first stretch.
     pub cpu_us_per_tick_start: f64,
     /// Server CPU µs per accepted tick over the last stretch.
@@ -69,20 +78,27 @@ pub fn summarize(samples: &[WindowSample]) -> Option<Drift> {
     let stretch = (intervals / 5).max(1);
     let early = (&samples[0], &samples[stretch]);
     let late = (&samples[intervals - stretch], last);
-    let hours = (last.seconds - first.seconds) / 3600.0;
-    let store_growth = match (first.store_bytes, last.store_bytes) {
-        (Some(start), Some(end)) => Some((end as f64 - start as f64) / hours),
-        _ => None,
+    let settled = early.1;
+    let growth = |from: &WindowSample, bytes: fn(&WindowSample) -> Option<u64>| {
+        let hours = (last.seconds - from.seconds) / 3600.0;
+        match (bytes(from), bytes(last)) {
+            (Some(start), Some(end)) if hours > 0.0 => Some((end as f64 - start as f64) / hours),
+            _ => None,
+        }
     };
+    let rss = |s: &WindowSample| Some(s.rss_bytes);
+    let store = |s: &WindowSample| s.store_bytes;
     Some(Drift {
         seconds: last.seconds - first.seconds,
         stretch_seconds: early.1.seconds - early.0.seconds,
         rss_start_bytes: first.rss_bytes,
         rss_end_bytes: last.rss_bytes,
-        rss_growth_bytes_per_hour: (last.rss_bytes as f64 - first.rss_bytes as f64) / hours,
+        rss_growth_bytes_per_hour: growth(first, rss).unwrap_or(0.0),
+        rss_settled_growth_bytes_per_hour: growth(settled, rss).unwrap_or(0.0),
         store_start_bytes: first.store_bytes,
         store_end_bytes: last.store_bytes,
-        store_growth_bytes_per_hour: store_growth,
+        store_growth_bytes_per_hour: growth(first, store),
+        store_settled_growth_bytes_per_hour: growth(settled, store),
         cpu_us_per_tick_start: cpu_us_per_tick(early),
         cpu_us_per_tick_end: cpu_us_per_tick(late),
         writes_per_second_start: per_second(early, |s| s.writes),
@@ -167,6 +183,35 @@ mod tests {
         let rss_growth = (samples[10].rss_bytes - samples[0].rss_bytes) as f64 * 6.0;
         assert!((drift.rss_growth_bytes_per_hour - rss_growth).abs() < 1e-6);
         assert!((drift.writes_per_second_end - 250.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn growth_that_stops_after_the_first_writes_is_not_a_rate() {
+        // Memory and the store grow in the first minute, then stay put.
+        let samples: Vec<_> = (0..=30u32)
+            .map(|i| {
+                let grown = u64::from(i > 0);
+                sample(
+                    f64::from(i) * 60.0,
+                    (95 << 20) + grown * (1 << 20),
+                    f64::from(i),
+                    f64::from(i) * 1e5,
+                    1_000 + grown * 800,
+                )
+            })
+            .collect();
+        let drift = summarize(&samples).unwrap();
+        assert!(drift.rss_growth_bytes_per_hour > 0.0, "{drift:?}");
+        assert_eq!(drift.rss_settled_growth_bytes_per_hour, 0.0, "{drift:?}");
+        assert!(
+            drift.store_growth_bytes_per_hour.unwrap() > 0.0,
+            "{drift:?}"
+        );
+        assert_eq!(
+            drift.store_settled_growth_bytes_per_hour,
+            Some(0.0),
+            "{drift:?}"
+        );
     }
 
     #[test]

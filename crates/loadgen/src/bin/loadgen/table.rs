@@ -592,8 +592,14 @@ fn ticking_rows(t: &mut Table, server: &[RunReport], bare: &[RunReport]) {
 /// bench/soak.sh: the window's start against its end.
 fn soak_rows(t: &mut Table, soak: &[RunReport]) {
     let s = "soak";
+    // From the samples, so that a report written before a figure existed
+    // gets it too.
     let drift = |field: fn(&crate::drift::Drift) -> f64| {
-        median(soak, |r| r.drift.as_ref().map_or(f64::NAN, field))
+        median(soak, |r| {
+            crate::drift::summarize(&r.samples)
+                .as_ref()
+                .map_or(f64::NAN, field)
+        })
     };
     const MIB: f64 = (1 << 20) as f64;
     t.row(
@@ -609,12 +615,13 @@ fn soak_rows(t: &mut Table, soak: &[RunReport]) {
     );
     t.row(
         s,
-        "server RSS start → end (growth per hour)",
+        "server RSS start → end (growth per hour: whole window; after its first fifth)",
         format!(
-            "{:.1} → {:.1} MiB ({:+.1} MiB/h)",
+            "{:.1} → {:.1} MiB ({:+.1}; {:+.1} MiB/h)",
             drift(|d| d.rss_start_bytes as f64) / MIB,
             drift(|d| d.rss_end_bytes as f64) / MIB,
-            drift(|d| d.rss_growth_bytes_per_hour) / MIB
+            drift(|d| d.rss_growth_bytes_per_hour) / MIB,
+            drift(|d| d.rss_settled_growth_bytes_per_hour) / MIB
         ),
         "",
         None,
@@ -632,12 +639,13 @@ fn soak_rows(t: &mut Table, soak: &[RunReport]) {
     );
     t.row(
         s,
-        "store on disk start → end (growth per hour)",
+        "store on disk start → end (growth per hour: whole window; after its first fifth)",
         format!(
-            "{:.1} → {:.1} MiB ({:+.1} MiB/h)",
+            "{:.1} → {:.1} MiB ({:+.1}; {:+.1} MiB/h)",
             drift(|d| d.store_start_bytes.map_or(f64::NAN, |b| b as f64)) / MIB,
             drift(|d| d.store_end_bytes.map_or(f64::NAN, |b| b as f64)) / MIB,
-            drift(|d| d.store_growth_bytes_per_hour.unwrap_or(f64::NAN)) / MIB
+            drift(|d| d.store_growth_bytes_per_hour.unwrap_or(f64::NAN)) / MIB,
+            drift(|d| d.store_settled_growth_bytes_per_hour.unwrap_or(f64::NAN)) / MIB
         ),
         "",
         None,
