@@ -5,8 +5,14 @@
 # seconds once every session is live. Prints the share of samples per thread and the
 # heaviest symbols; the raw perf data stays in $OUT.
 #
+# LOAD=lookups profiles the read path instead: $USERS viewers save a position over
+# HTTP, then `loadgen lookup` runs GET /api/v1/stream at concurrency 64 while perf
+# samples with DWARF call graphs, and the report adds the heaviest functions with
+# their callees included (where a request's time goes, layer by layer).
+#
 #   bench/profile.sh                                   # 19,000 sessions, default flush
 #   bench/profile.sh RESUME_FLUSH_INTERVAL_MS=600000   # the session path alone
+#   LOAD=lookups SECONDS_SAMPLED=10 bench/profile.sh   # the lookups of scenario 4
 set -euo pipefail
 
 SESSIONS=${SESSIONS:-19000}
@@ -14,6 +20,8 @@ SECONDS_SAMPLED=${SECONDS_SAMPLED:-30}
 PROCESSES=${PROCESSES:-4}
 SERVER_PORT=${SERVER_PORT:-18080}
 SECRET=${SECRET:-bench-secret-bench-secret-bench-secret-0123}
+LOAD=${LOAD:-sessions}             # sessions | lookups
+USERS=${USERS:-1000}               # LOAD=lookups: viewers with a saved position
 
 cd "$(dirname "$0")/.."
 OUT=${OUT:-target/bench-results/profile-$(date +%Y%m%d-%H%M%S)}
@@ -49,19 +57,37 @@ wait_until() { # $1: what; $2...: a command that succeeds once it holds; 60 s at
 }
 wait_until "the server to listen" curl -sf "http://127.0.0.1:$SERVER_PORT/healthz" -o /dev/null
 
-# Long enough for the ramp, the sampled window and a margin; killed afterwards.
-target/release/loadgen sessions --addr 127.0.0.1:$SERVER_PORT --viewers "$SESSIONS" \
-    --processes "$PROCESSES" --duration $((SECONDS_SAMPLED + 30)) --target profile \
-    --out "$OUT/sessions.json" >"$OUT/loadgen.log" 2>&1 &
-LOAD_PID=$!
-all_live() { [[ "$(metric resume_live_sessions)" == "$SESSIONS" ]]; }
-wait_until "$SESSIONS live sessions" all_live
-# One flush interval for the sessions' writes to reach their steady rhythm.
-sleep 5
-perf record -e cpu-clock -F 999 -g -p "$SERVER_PID" -o "$OUT/perf.data" -- sleep "$SECONDS_SAMPLED" 2>"$OUT/perf-record.log"
+if [[ $LOAD == lookups ]]; then
+    target/release/loadgen http --addr 127.0.0.1:$SERVER_PORT --viewers "$USERS" --duration 3 \
+        --interval-ms 1000 --check-every 0 --out "$OUT/seed.json" >"$OUT/loadgen.log" 2>&1
+    target/release/loadgen lookup --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" \
+        --concurrency 64 --duration $((SECONDS_SAMPLED + 4)) --users "$USERS" \
+        --out "$OUT/lookup.json" >>"$OUT/loadgen.log" 2>&1 &
+    LOAD_PID=$!
+    sleep 2
+    perf record -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$SERVER_PID" -o "$OUT/perf.data" \
+        -- sleep "$SECONDS_SAMPLED" 2>"$OUT/perf-record.log"
+    wait "$LOAD_PID"
+    LOAD_PID=""
+else
+    # Long enough for the ramp, the sampled window and a margin; killed afterwards.
+    target/release/loadgen sessions --addr 127.0.0.1:$SERVER_PORT --viewers "$SESSIONS" \
+        --processes "$PROCESSES" --duration $((SECONDS_SAMPLED + 30)) --target profile \
+        --out "$OUT/sessions.json" >"$OUT/loadgen.log" 2>&1 &
+    LOAD_PID=$!
+    all_live() { [[ "$(metric resume_live_sessions)" == "$SESSIONS" ]]; }
+    wait_until "$SESSIONS live sessions" all_live
+    # One flush interval for the sessions' writes to reach their steady rhythm.
+    sleep 5
+    perf record -e cpu-clock -F 999 -g -p "$SERVER_PID" -o "$OUT/perf.data" -- sleep "$SECONDS_SAMPLED" 2>"$OUT/perf-record.log"
+fi
 
 {
-    echo "Commit: $(git rev-parse --short=7 HEAD 2>/dev/null || echo unknown); settings: ${*:-defaults}; $SESSIONS sessions"
+    if [[ $LOAD == lookups ]]; then
+        echo "Commit: $(git rev-parse --short=7 HEAD 2>/dev/null || echo unknown); settings: ${*:-defaults}; lookups at concurrency 64 over $USERS viewers"
+    else
+        echo "Commit: $(git rev-parse --short=7 HEAD 2>/dev/null || echo unknown); settings: ${*:-defaults}; $SESSIONS sessions"
+    fi
     echo
     echo "Samples per thread:"
     perf report -i "$OUT/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -12
@@ -69,3 +95,12 @@ perf record -e cpu-clock -F 999 -g -p "$SERVER_PID" -o "$OUT/perf.data" -- sleep
     echo "Heaviest symbols (self):"
     perf report -i "$OUT/perf.data" --no-children --sort sym --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | head -40
 } | tee "$OUT/profile.txt"
+
+if [[ $LOAD == lookups ]]; then
+    {
+        echo
+        echo "Heaviest functions, callees included (the request's layers):"
+        perf report -i "$OUT/perf.data" --children --sort sym --stdio -g none 2>/dev/null \
+            | grep -E '^ +[0-9]' | head -80
+    } | tee -a "$OUT/profile.txt"
+fi
