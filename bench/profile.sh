@@ -97,10 +97,23 @@ fi
 } | tee "$OUT/profile.txt"
 
 if [[ $LOAD == lookups ]]; then
+    # Callees included: the share of the server's CPU under each layer of a lookup.
+    perf report -i "$OUT/perf.data" --children --sort sym --stdio -g none 2>/dev/null \
+        | grep -E '^ +[0-9]' >"$OUT/children.txt" || true
+    layer() { # $1: label; $2: a pattern naming the layer's function
+        printf '  %-58s %s\n' "$1" "$(grep -m1 -E "$2" "$OUT/children.txt" | awk '{print $1}')"
+    }
     {
         echo
-        echo "Heaviest functions, callees included (the request's layers):"
-        perf report -i "$OUT/perf.data" --children --sort sym --stdio -g none 2>/dev/null \
-            | grep -E '^ +[0-9]' | head -80
+        echo "Server CPU under each layer of a lookup (callees included):"
+        layer "writing responses to the socket (writev)" 'TcpStream as tokio::io::async_write::AsyncWrite>::poll_write_vectored$'
+        layer "reading and parsing requests" 'Conn<I,B,T>::poll_read_head$'
+        layer "the handler's position read (registry + store)" 'AppParts::current_position'
+        layer "  of which the store's get" 'EmbeddedStore as resume_server::store::PositionStore>::get'
+        layer "    of which opening the tables" 'ReadTransaction::open_table$'
+        layer "    of which beginning the read transaction" 'as redb::db::ReadableDatabase>::begin_read$'
+        layer "verifying the token (HMAC, base64, claims)" 'resume_server::auth::AuthKeys::verify$'
+        layer "the router's per-request service clone" 'boxed_clone_sync::CloneService<R>>::clone_box$'
+        layer "encoding the response head" 'Http1Transaction>::encode$'
     } | tee -a "$OUT/profile.txt"
 fi
