@@ -141,13 +141,25 @@ struct SessionActor {
     sent_at: Instant,
 }
 
-/// Runs a session to its end: hello, ticks, writes, final write, close.
-pub fn run_session<S>(socket: S, ctx: SessionContext) -> impl Future<Output = ()> + Send
-where
+/// What a session talks through: axum's WebSocket in the server, an in-memory
+/// pair in tests.
+pub trait SessionSocket:
+    Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send
+{
+}
+
+impl<S> SessionSocket for S where
     S: Stream<Item = Result<Message, axum::Error>>
         + Sink<Message, Error = axum::Error>
         + Unpin
-        + Send,
+        + Send
+{
+}
+
+/// Runs a session to its end: hello, ticks, writes, final write, close.
+pub fn run_session<S>(socket: S, ctx: SessionContext) -> impl Future<Output = ()> + Send
+where
+    S: SessionSocket,
 {
     // Built here and captured as it is, so the task holds the actor once (an
     // async fn keeps a slot for each argument beside the locals it moves into).
@@ -184,10 +196,7 @@ impl SessionActor {
     /// The hello, then the socket loop; returns why the socket part ended.
     async fn open<S>(&mut self, socket: &mut S) -> SocketEnd
     where
-        S: Stream<Item = Result<Message, axum::Error>>
-            + Sink<Message, Error = axum::Error>
-            + Unpin
-            + Send,
+        S: SessionSocket,
     {
         self.ctx.metrics.live_sessions.inc();
         self.ctx.metrics.sessions_opened.inc();
@@ -211,10 +220,7 @@ impl SessionActor {
     /// socket ended calls for, and the final write again if the close outran it.
     async fn finish<S>(mut self, mut socket: S, end: SocketEnd)
     where
-        S: Stream<Item = Result<Message, axum::Error>>
-            + Sink<Message, Error = axum::Error>
-            + Unpin
-            + Send,
+        S: SessionSocket,
     {
         let send_timeout = self.ctx.settings.send_timeout;
         let reason = if end == SocketEnd::Shutdown {
@@ -257,10 +263,7 @@ impl SessionActor {
     /// The socket loop; returns why it ended.
     async fn serve<S>(&mut self, socket: &mut S) -> SocketEnd
     where
-        S: Stream<Item = Result<Message, axum::Error>>
-            + Sink<Message, Error = axum::Error>
-            + Unpin
-            + Send,
+        S: SessionSocket,
     {
         let send_timeout = self.ctx.settings.send_timeout;
         let shutdown = self.ctx.shutdown.clone();

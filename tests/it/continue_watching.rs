@@ -1,6 +1,6 @@
 //! Continue watching and per-user progress, on every backend.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -45,24 +45,14 @@ fn assert_newest_first(items: &[Value]) {
     }
 }
 
-async fn send(server: &TestServer, user: &str, movie: &str, seconds: f64) {
-    let status = server
-        .post_progress(
-            user,
-            json!({"movie_id": movie, "position_seconds": seconds}),
-        )
-        .await;
-    assert_eq!(status, 204);
-}
-
 async fn most_recent_first_with_completed_titles_left_out(backend: TestBackend) {
     let server = backend.start(&[]).await;
     let started = OffsetDateTime::now_utc();
-    send(&server, "alice", "clock", 30.0).await;
-    send(&server, "alice", "inception", 2843.0).await;
-    send(&server, "alice", "countdown", 59.0).await; // ≥ 95 % of 60 s: completed
-    send(&server, "alice", "testcard", 45.0).await;
-    send(&server, "bob", "clock", 100.0).await;
+    server.save_progress("alice", "clock", 30.0).await;
+    server.save_progress("alice", "inception", 2843.0).await;
+    server.save_progress("alice", "countdown", 59.0).await; // ≥ 95 % of 60 s: completed
+    server.save_progress("alice", "testcard", 45.0).await;
+    server.save_progress("bob", "clock", 100.0).await;
     let items = list(&server, "alice", "").await;
     assert_eq!(ids(&items), ["testcard", "inception", "clock"]);
     let testcard = &items[0];
@@ -82,7 +72,7 @@ async fn most_recent_first_with_completed_titles_left_out(backend: TestBackend) 
     );
     assert_newest_first(&items);
     // Watching an older title again moves it to the front.
-    send(&server, "alice", "clock", 31.0).await;
+    server.save_progress("alice", "clock", 31.0).await;
     let items = list(&server, "alice", "").await;
     assert_eq!(ids(&items), ["clock", "testcard", "inception"]);
     assert_newest_first(&items);
@@ -92,8 +82,8 @@ async fn most_recent_first_with_completed_titles_left_out(backend: TestBackend) 
 
 async fn limit_is_applied_and_bounded(backend: TestBackend) {
     let server = backend.start(&[]).await;
-    send(&server, "alice", "clock", 30.0).await;
-    send(&server, "alice", "testcard", 20.0).await;
+    server.save_progress("alice", "clock", 30.0).await;
+    server.save_progress("alice", "testcard", 20.0).await;
     assert_eq!(ids(&list(&server, "alice", "?limit=1").await), ["testcard"]);
     assert_eq!(list(&server, "alice", "?limit=100").await.len(), 2);
     for bad in ["0", "101", "-3", "abc", "1e3"] {
@@ -108,15 +98,15 @@ async fn limit_is_applied_and_bounded(backend: TestBackend) {
 
 async fn minimum_resume_seconds_hides_barely_started_titles(backend: TestBackend) {
     let server = backend.start(&["--min-resume-seconds", "10"]).await;
-    send(&server, "alice", "clock", 5.0).await;
-    send(&server, "alice", "testcard", 15.0).await;
+    server.save_progress("alice", "clock", 5.0).await;
+    server.save_progress("alice", "testcard", 15.0).await;
     assert_eq!(ids(&list(&server, "alice", "").await), ["testcard"]);
 }
 
 async fn unflushed_live_positions_are_merged(backend: TestBackend) {
     let server = backend.start(&["--flush-interval-ms", "600000"]).await;
-    send(&server, "alice", "testcard", 10.0).await;
-    send(&server, "alice", "clock", 20.0).await;
+    server.save_progress("alice", "testcard", 10.0).await;
+    server.save_progress("alice", "clock", 20.0).await;
     let (mut session, _) = server.session("alice", "testcard").await;
     session.tick(44.0).await;
     let (mut fresh, _) = server.session("alice", "countdown").await;
@@ -138,7 +128,7 @@ async fn unflushed_live_positions_are_merged(backend: TestBackend) {
 
 async fn raw_progress_and_404_when_none(backend: TestBackend) {
     let server = backend.start(&[]).await;
-    send(&server, "alice", "clock", 12.25).await;
+    server.save_progress("alice", "clock", 12.25).await;
     let response = server.get("alice", "/api/v1/progress/clock").await;
     assert_eq!(response.status(), 200);
     let raw: Value = response.json().await.unwrap();
@@ -167,8 +157,8 @@ async fn raw_progress_and_404_when_none(backend: TestBackend) {
 
 async fn delete_removes_until_a_newer_write(backend: TestBackend) {
     let server = backend.start(&[]).await;
-    send(&server, "alice", "clock", 30.0).await;
-    send(&server, "alice", "testcard", 40.0).await;
+    server.save_progress("alice", "clock", 30.0).await;
+    server.save_progress("alice", "testcard", 40.0).await;
     let delete = server
         .send(reqwest::Method::DELETE, "alice", "/api/v1/progress/clock")
         .await;
@@ -183,13 +173,13 @@ async fn delete_removes_until_a_newer_write(backend: TestBackend) {
         0.0
     );
     // A later tick brings it back.
-    send(&server, "alice", "clock", 35.0).await;
+    server.save_progress("alice", "clock", 35.0).await;
     assert_eq!(
         ids(&list(&server, "alice", "").await),
         ["clock", "testcard"]
     );
     // Deleting another user's title changes nothing of theirs.
-    send(&server, "bob", "testcard", 10.0).await;
+    server.save_progress("bob", "testcard", 10.0).await;
     let delete = server
         .send(
             reqwest::Method::DELETE,
@@ -231,7 +221,7 @@ async fn a_flush_stamped_before_the_delete_stays_deleted(backend: TestBackend) {
 
 async fn watched_starts_over_and_leaves_the_list(backend: TestBackend) {
     let server = backend.start(&[]).await;
-    send(&server, "alice", "clock", 30.0).await;
+    server.save_progress("alice", "clock", 30.0).await;
     let response = server
         .send(
             reqwest::Method::PUT,

@@ -2,7 +2,7 @@
 //! built-in catalog's `night-shift` (three 20 s episodes) next to standalone
 //! titles.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::support::{TestBackend, TestServer, wait_until};
 
@@ -36,16 +36,6 @@ fn row(movie: &str, kind: &str, seconds: f64) -> (String, String, f64) {
     (movie.to_owned(), kind.to_owned(), seconds)
 }
 
-async fn send(server: &TestServer, user: &str, movie: &str, seconds: f64) {
-    let status = server
-        .post_progress(
-            user,
-            json!({"movie_id": movie, "position_seconds": seconds}),
-        )
-        .await;
-    assert_eq!(status, 204);
-}
-
 /// `GET /api/v1/progress/{movie}` of alice: the status and the body.
 async fn progress(server: &TestServer, movie: &str) -> (u16, Value) {
     let response = server
@@ -61,8 +51,8 @@ async fn call(server: &TestServer, method: reqwest::Method, path: &str) -> u16 {
 
 async fn finishing_an_episode_offers_the_next_one_at_zero(backend: TestBackend) {
     let server = backend.start(&[]).await;
-    send(&server, "alice", "clock", 30.0).await;
-    send(&server, "alice", E1, 19.0).await; // 95 % of 20 s
+    server.save_progress("alice", "clock", 30.0).await;
+    server.save_progress("alice", E1, 19.0).await; // 95 % of 20 s
     let items = list(&server, "alice").await;
     assert_eq!(items.len(), 2, "{items:?}");
     let up_next = &items[0];
@@ -95,7 +85,7 @@ async fn finishing_an_episode_offers_the_next_one_at_zero(backend: TestBackend) 
     assert_eq!(clock["watched"], false);
     assert!(clock["last_completed_at"].is_null(), "{clock}");
     // Going on with it: the next episode in progress.
-    send(&server, "alice", E2, 5.0).await;
+    server.save_progress("alice", E2, 5.0).await;
     assert_eq!(
         rows(&server, "alice").await,
         [
@@ -123,8 +113,8 @@ async fn a_session_that_reports_the_end_finishes_the_episode(backend: TestBacken
 
 async fn the_next_episode_is_offered_where_it_was_left(backend: TestBackend) {
     let server = backend.start(&[]).await;
-    send(&server, "alice", E2, 8.0).await;
-    send(&server, "alice", E1, 20.0).await;
+    server.save_progress("alice", E2, 8.0).await;
+    server.save_progress("alice", E1, 20.0).await;
     assert_eq!(rows(&server, "alice").await, [row(E2, "up_next", 8.0)]);
     let item = &list(&server, "alice").await[0];
     assert_eq!(item["progress"], 0.4);
@@ -132,9 +122,9 @@ async fn the_next_episode_is_offered_where_it_was_left(backend: TestBackend) {
 
 async fn after_the_last_episode_the_series_leaves_the_list(backend: TestBackend) {
     let server = backend.start(&[]).await;
-    send(&server, "alice", "testcard", 45.0).await;
+    server.save_progress("alice", "testcard", 45.0).await;
     for episode in [E1, E2] {
-        send(&server, "alice", episode, 20.0).await;
+        server.save_progress("alice", episode, 20.0).await;
     }
     assert_eq!(
         rows(&server, "alice").await,
@@ -143,7 +133,7 @@ async fn after_the_last_episode_the_series_leaves_the_list(backend: TestBackend)
             row("testcard", "in_progress", 45.0)
         ]
     );
-    send(&server, "alice", E3, 19.5).await;
+    server.save_progress("alice", E3, 19.5).await;
     assert_eq!(
         rows(&server, "alice").await,
         [row("testcard", "in_progress", 45.0)]
@@ -152,7 +142,7 @@ async fn after_the_last_episode_the_series_leaves_the_list(backend: TestBackend)
 
 async fn rewatching_a_finished_episode_keeps_it_watched(backend: TestBackend) {
     let server = backend.start(&[]).await;
-    send(&server, "alice", E1, 20.0).await;
+    server.save_progress("alice", E1, 20.0).await;
     let (_, finished) = progress(&server, E1).await;
     let (mut session, hello) = server.session("alice", E1).await;
     assert_eq!(
@@ -182,7 +172,7 @@ async fn rewatching_a_finished_episode_keeps_it_watched(backend: TestBackend) {
 
 async fn marking_watched_and_unwatched(backend: TestBackend) {
     let server = backend.start(&[]).await;
-    send(&server, "alice", E1, 6.0).await;
+    server.save_progress("alice", E1, 6.0).await;
     let path = format!("/api/v1/progress/{E1}/watched");
     assert_eq!(call(&server, reqwest::Method::PUT, &path).await, 204);
     let (_, marked) = progress(&server, E1).await;
@@ -215,8 +205,8 @@ async fn marking_watched_and_unwatched(backend: TestBackend) {
 
 async fn removing_the_up_next_row_hides_the_series(backend: TestBackend) {
     let server = backend.start(&[]).await;
-    send(&server, "alice", "clock", 30.0).await;
-    send(&server, "alice", E1, 20.0).await;
+    server.save_progress("alice", "clock", 30.0).await;
+    server.save_progress("alice", E1, 20.0).await;
     assert_eq!(
         rows(&server, "alice").await,
         [row(E2, "up_next", 0.0), row("clock", "in_progress", 30.0)]
@@ -238,7 +228,7 @@ async fn removing_the_up_next_row_hides_the_series(backend: TestBackend) {
     let (status, _) = progress(&server, E2).await;
     assert_eq!(status, 404);
     // Playing the series again brings it back.
-    send(&server, "alice", E2, 4.0).await;
+    server.save_progress("alice", E2, 4.0).await;
     assert_eq!(
         rows(&server, "alice").await,
         [

@@ -246,6 +246,18 @@ impl TestServer {
             .status()
     }
 
+    /// Saves `seconds` on `movie` for `user` through the HTTP write path and
+    /// asserts it was taken (204).
+    pub async fn save_progress(&self, user: &str, movie: &str, seconds: f64) {
+        let status = self
+            .post_progress(
+                user,
+                serde_json::json!({"movie_id": movie, "position_seconds": seconds}),
+            )
+            .await;
+        assert_eq!(status, 204, "saving {seconds} s of {movie} for {user}");
+    }
+
     /// One counter or gauge value from /metrics (sum over label sets matching `labels`).
     pub async fn metric(&self, name: &str, labels: &str) -> f64 {
         let text = self
