@@ -544,14 +544,8 @@ impl PositionStore for CassandraStore {
             let (movie_id, position_ms, updated_at, deleted, watched, last_completed) = row
                 .inspect_err(|e| timer.failed(retry::row_failure_kind(e)))
                 .map_err(|e| unavailable(&e))?;
-            let watched = watched_state(watched, last_completed);
-            stored.extend(stored_row(
-                movie_id,
-                position_ms,
-                updated_at,
-                deleted,
-                watched,
-            ));
+            let cells = (position_ms, updated_at, deleted, watched, last_completed);
+            stored.extend(stored_from_cells(movie_id, cells));
         }
         timer.succeeded();
         Ok(stored)
@@ -596,27 +590,25 @@ impl PositionStore for CassandraStore {
 /// The row of a `select_one` result, as the trait reports it.
 fn one_row(movie_id: &str, result: QueryResult) -> Result<Option<Stored>, StoreError> {
     let rows = result.into_rows_result().map_err(decode_error)?;
-    let row = rows
-        .maybe_first_row::<(
-            Option<i64>,
-            Option<i64>,
-            Option<bool>,
-            Option<bool>,
-            Option<i64>,
-        )>()
-        .map_err(decode_error)?;
-    Ok(row.and_then(
-        |(position_ms, updated_at, deleted, watched, last_completed)| {
-            let watched = watched_state(watched, last_completed);
-            stored_row(
-                movie_id.to_owned(),
-                position_ms,
-                updated_at,
-                deleted,
-                watched,
-            )
-        },
-    ))
+    let row = rows.maybe_first_row::<RowCells>().map_err(decode_error)?;
+    Ok(row.and_then(|cells| stored_from_cells(movie_id.to_owned(), cells)))
+}
+
+/// A row's cells after its key, in the order every select names them:
+/// `position_ms, updated_at_us, deleted, watched, last_completed_at_us`.
+type RowCells = (
+    Option<i64>,
+    Option<i64>,
+    Option<bool>,
+    Option<bool>,
+    Option<i64>,
+);
+
+/// A row as the trait reports it (see [`stored_row`]).
+fn stored_from_cells(movie_id: String, cells: RowCells) -> Option<Stored> {
+    let (position_ms, updated_at, deleted, watched, last_completed) = cells;
+    let watched = watched_state(watched, last_completed);
+    stored_row(movie_id, position_ms, updated_at, deleted, watched)
 }
 
 /// The watched cells of a row: a null `watched` (never set, or a row from
