@@ -79,9 +79,12 @@ else
     wait_until "$SESSIONS live sessions" all_live
     # One flush interval for the sessions' writes to reach their steady rhythm.
     sleep 5
-    perf record -e cpu-clock -F 999 -g -p "$SERVER_PID" -o "$OUT/perf.data" -- sleep "$SECONDS_SAMPLED" 2>"$OUT/perf-record.log"
+    perf record -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$SERVER_PID" -o "$OUT/perf.data" \
+        -- sleep "$SECONDS_SAMPLED" 2>"$OUT/perf-record.log"
 fi
 
+# `head` closes the report's pipe early, which must not end the script.
+set +o pipefail
 {
     if [[ $LOAD == lookups ]]; then
         echo "Commit: $(git rev-parse --short=7 HEAD 2>/dev/null || echo unknown); settings: ${*:-defaults}; lookups at concurrency 64 over $USERS viewers"
@@ -96,10 +99,10 @@ fi
     perf report -i "$OUT/perf.data" --no-children --sort sym --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | head -40
 } | tee "$OUT/profile.txt"
 
+# Callees included: the share of the server's CPU under each function.
+perf report -i "$OUT/perf.data" --children --sort sym --stdio -g none 2>/dev/null \
+    | grep -E '^ +[0-9]' >"$OUT/children.txt" || true
 if [[ $LOAD == lookups ]]; then
-    # Callees included: the share of the server's CPU under each layer of a lookup.
-    perf report -i "$OUT/perf.data" --children --sort sym --stdio -g none 2>/dev/null \
-        | grep -E '^ +[0-9]' >"$OUT/children.txt" || true
     layer() { # $1: label; $2: a pattern naming the layer's function
         printf '  %-58s %s\n' "$1" "$(grep -m1 -E "$2" "$OUT/children.txt" | awk '{print $1}')"
     }
