@@ -187,7 +187,7 @@ pub struct Config {
     pub store: StoreKind,
 
     /// Embedded store: how long a commit waits for more writes to join it (0: commit at once).
-    #[arg(long, env = "RESUME_STORE_COMMIT_DELAY_MS", default_value_t = 5)]
+    #[arg(long, env = "RESUME_STORE_COMMIT_DELAY_MS", default_value_t = crate::store::embedded::DEFAULT_COMMIT_DELAY_MS)]
     pub store_commit_delay_ms: u64,
 
     /// Cassandra: rows per page when a viewer's titles are read (continue watching).
