@@ -102,21 +102,35 @@ set +o pipefail
 # Callees included: the share of the server's CPU under each function.
 perf report -i "$OUT/perf.data" --children --sort sym --stdio -g none 2>/dev/null \
     | grep -E '^ +[0-9]' >"$OUT/children.txt" || true
+layer() { # $1: label; $2: a pattern naming the layer's functions (their shares add up)
+    printf '  %-66s %5.2f%%\n' "$1" "$(grep -E -- "$2" "$OUT/children.txt" \
+        | awk '{sub("%", "", $1); sum += $1} END {print sum + 0}')"
+}
 if [[ $LOAD == lookups ]]; then
-    layer() { # $1: label; $2: a pattern naming the layer's function
-        printf '  %-58s %s\n' "$1" "$(grep -m1 -E "$2" "$OUT/children.txt" | awk '{print $1}')"
-    }
     {
         echo
         echo "Server CPU under each layer of a lookup (callees included):"
         layer "writing responses to the socket (writev)" 'TcpStream as tokio::io::async_write::AsyncWrite>::poll_write_vectored$'
         layer "reading and parsing requests" 'Conn<I,B,T>::poll_read_head$'
-        layer "the handler's position read (registry + store)" 'AppParts::current_position'
-        layer "  of which the store's get" 'EmbeddedStore as resume_server::store::PositionStore>::get'
-        layer "    of which opening the tables" 'ReadTransaction::open_table$'
-        layer "    of which beginning the read transaction" 'as redb::db::ReadableDatabase>::begin_read$'
+        layer "the handler's position read (registry + store)" 'AppParts::current_position$'
+        layer "  of which the store's get" 'EmbeddedStore as resume_server::store::PositionStore>::get$'
+        layer "    of which opening a read transaction and its tables" 'ReadTransaction::open_table$|as redb::db::ReadableDatabase>::begin_read$'
         layer "verifying the token (HMAC, base64, claims)" 'resume_server::auth::AuthKeys::verify$'
         layer "the router's per-request service clone" 'boxed_clone_sync::CloneService<R>>::clone_box$'
         layer "encoding the response head" 'Http1Transaction>::encode$'
+    } | tee -a "$OUT/profile.txt"
+else
+    {
+        echo
+        echo "Server CPU under each part of a session's life (callees included):"
+        layer "reading and parsing ticks (tungstenite)" 'WebSocketStream<T> as futures_core::stream::Stream>::poll_next$'
+        layer "the actor's handling of a tick" 'SessionActor::on_message$'
+        layer "sending frames: \`saved\` acknowledgements (socket writes)" 'resume_server::session::actor::send::\{\{closure\}\}$'
+        layer "starting a store write on the session's side" 'SessionActor::write_future$|SessionActor::write_future::\{\{closure\}\}$'
+        layer "the store's writer thread (commits, fsync, replies)" 'resume_server::store::embedded::Writer::run$'
+        layer "  of which the commit (redb, incl. its fsync)" 'WriteTransaction::commit_with$'
+        layer "    of which fsync" '\[k\] __x64_sys_fdatasync$'
+        layer "  of which publishing the read view" 'LatestSnapshot::refresh$'
+        layer "the runtime between tasks (epoll, parking, timers)" 'worker::Context::park_internal$'
     } | tee -a "$OUT/profile.txt"
 fi
