@@ -5,6 +5,7 @@
 #   SESSIONS=2000 DURATION=10 RUNS=1 bench/run.sh   # quick run
 #   SCENARIOS=7 RUNS=5 bench/run.sh       # only the Cassandra scenario, five times
 #   SCENARIOS=soak RUNS=1 bench/run.sh    # the soak: $SESSIONS sessions for $SOAK_SECONDS (bench/soak.sh)
+#   bench/ab.sh <rev> <rev>               # two commits' builds, alternating (BIN_DIR, FIRST_RUN)
 #
 # Everything listens on 127.0.0.1; every process this script starts is stopped by
 # pid, on error and interrupt too. Reports land in $OUT (default
@@ -28,6 +29,8 @@ LOOKUP_SECONDS=${LOOKUP_SECONDS:-20}
 LOOKUP_CONCURRENCY=${LOOKUP_CONCURRENCY:-64}
 TICKING_SESSIONS=${TICKING_SESSIONS:-10000} # scenario 8: sessions ticking under the lookups
 STORE_SECONDS=${STORE_SECONDS:-10}
+BIN_DIR=${BIN_DIR:-}            # prebuilt binaries of $BIN_COMMIT to run (bench/ab.sh); empty: build this checkout
+FIRST_RUN=${FIRST_RUN:-1}       # number of the first run (reports are named by run)
 ENGINE_BATCH=${ENGINE_BATCH:-120} # writes per commit of the paced store (scenario 6's figure)
 SERVER_PORT=${SERVER_PORT:-18080}
 SINK_PORT=${SINK_PORT:-18081}
@@ -52,12 +55,18 @@ trap 'exit 143' TERM
 # One process may hold at most 20,000 open files here; the server needs one per session.
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-cargo build --release -p resume-server -p loadgen -p cql-test-node >&2
 # The machine is shared: the table names the load before and after, and the code that ran.
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-COMMIT=$(git rev-parse --short=7 HEAD 2>/dev/null || echo "unknown (not a git checkout)")
-CHANGED=$(git status --porcelain 2>/dev/null | awk '{print $NF}' | tr '\n' ' ')
-BIN=target/release
+if [[ -z $BIN_DIR ]]; then
+    cargo build --release -p resume-server -p loadgen -p cql-test-node >&2
+    COMMIT=$(git rev-parse --short=7 HEAD 2>/dev/null || echo "unknown (not a git checkout)")
+    CHANGED=$(git status --porcelain 2>/dev/null | awk '{print $NF}' | tr '\n' ' ')
+    BIN=target/release
+else
+    COMMIT=${BIN_COMMIT:-"unknown (prebuilt in $BIN_DIR)"}
+    CHANGED=""
+    BIN=$BIN_DIR
+fi
 LOADGEN=$BIN/loadgen
 export RESUME_JWT_SECRET=$SECRET
 
@@ -248,7 +257,7 @@ scenario_soak() {
 
 # The server and the bare sink alternate which goes first from run to run, so
 # that neither always meets a machine its predecessor just warmed (or loaded).
-for run in $(seq 1 "$RUNS"); do
+for run in $(seq "$FIRST_RUN" $((FIRST_RUN + RUNS - 1))); do
     echo "== run $run of $RUNS" >&2
     if ((run % 2)); then order="1 2 3 4 6 7 8 soak"; else order="2 1 4 3 6 7 8 soak"; fi
     for scenario in $order; do

@@ -2,8 +2,9 @@
 //! sessions for a few seconds against an in-process server, spread over two
 //! loadgen processes, with a reconnect storm; then HTTP progress, lookups and
 //! the embedded-store bench; and a soak in miniature (the server sampled
-//! through the window, lookups while the sessions tick). Asserts correctness
-//! only, never speed.
+//! through the window, lookups while the sessions tick); and that the bare
+//! sink's HTTP layer answers like the server's. Asserts correctness only, never
+//! speed.
 
 use std::net::SocketAddr;
 
@@ -304,4 +305,74 @@ async fn the_engine_trial_runs_both_engines() {
         assert_eq!(writes, commits * 8, "{report:#}");
         assert!(engine["disk_bytes"].as_u64().unwrap() > 0, "{report:#}");
     }
+}
+
+/// The response head of `GET path` over a fresh connection, header names lowercased.
+async fn response_head(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("sends");
+    let mut response = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut response),
+    )
+    .await
+    .expect("answers in time")
+    .expect("reads");
+    let response = String::from_utf8_lossy(&response);
+    let head = response.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines()
+        .map(|line| match line.split_once(':') {
+            Some((name, value)) => format!("{}:{value}", name.to_ascii_lowercase()),
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The bare sink is a fair baseline only if its HTTP layer is the server's:
+/// every response carries the same security headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bare_sink_answers_with_the_servers_security_headers() {
+    let server = TestServer::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let sink_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut sink = Command::new(env!("CARGO_BIN_EXE_bare_sink"))
+        .args(["--listen", &sink_addr.to_string()])
+        .env("RESUME_JWT_SECRET", SECRET)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("bare_sink starts");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(sink_addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bare_sink never listened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let server_head = response_head(server.addr, "/healthz").await;
+    let sink_head = response_head(sink_addr, "/metrics").await;
+    for (name, _) in resume_server::http::security_headers::SECURITY_HEADERS {
+        let line = |head: &str| {
+            head.lines()
+                .find(|line| line.starts_with(&format!("{name}:")))
+                .map(str::to_owned)
+        };
+        let expected = line(&server_head);
+        assert!(
+            expected.is_some(),
+            "the server sends {name}:\n{server_head}"
+        );
+        assert_eq!(line(&sink_head), expected, "bare_sink's head:\n{sink_head}");
+    }
+    sink.kill().await.expect("bare_sink stops");
+    server.stop().await;
 }

@@ -2,8 +2,8 @@
 //! resume-server is built on (benchmark scenarios 2 and 4, docs/BENCHMARKS.md).
 //!
 //! Same axum + tokio + tungstenite stack, the same HTTP layer (the server's
-//! accept loop with its connection limits and header deadline, and its request
-//! tracing), the same JWT verification (the server's own `AuthKeys`
+//! accept loop with its connection limits and header deadline, its request
+//! tracing and the security headers on every response), the same JWT verification (the server's own `AuthKeys`
 //! extractors) and the same WebSocket buffer settings as `http::session`, but a session only sends a constant hello, then parses each
 //! tick's JSON and drops it: no actor timers, no registry, no store, no acks.
 //! `GET /api/v1/stream` verifies the token and returns a constant body.
@@ -171,14 +171,16 @@ async fn main() -> std::process::ExitCode {
             max_frame: cli.max_frame_bytes,
         }),
     };
-    // The server's HTTP layer (request tracing, accept loop, connection limits),
-    // so that a comparison with the server measures its handlers, not the layer.
+    // The server's HTTP layer (request tracing, the security headers on every
+    // response, accept loop, connection limits), so that a comparison with the
+    // server measures its handlers, not the layer.
+    let routes = Router::new()
+        .route("/api/v1/stream/session", get(session))
+        .route("/api/v1/stream", get(stream))
+        .route("/metrics", get(metrics))
+        .with_state(state);
     let app = resume_server::http::with_request_tracing(
-        Router::new()
-            .route("/api/v1/stream/session", get(session))
-            .route("/api/v1/stream", get(stream))
-            .route("/metrics", get(metrics))
-            .with_state(state),
+        resume_server::http::security_headers::with_security_headers(routes),
     );
     let limits = resume_server::server::ConnectionLimits::from_config(&config);
     let listener = match resume_server::server::bind(cli.listen, cli.listen_backlog) {
