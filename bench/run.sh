@@ -188,8 +188,12 @@ scenario_6() {
     echo "-- 6: the embedded store alone" >&2
     $LOADGEN store --data-dir "$WORK/store-max-$run" --writers 1024 --duration "$STORE_SECONDS" \
         --out "$OUT/store-max-$run.json"
+    # Paced with the default commit delay, then with 5 ms (the default before 25):
+    # what the delay buys in CPU per write and costs in latency.
     $LOADGEN store --data-dir "$WORK/store-paced-$run" --writers "$SESSIONS" \
         --rate "$((SESSIONS / 4))" --duration "$STORE_SECONDS" --out "$OUT/store-paced-$run.json"
+    $LOADGEN store --data-dir "$WORK/store-delay5-$run" --writers "$SESSIONS" --commit-delay-ms 5 \
+        --rate "$((SESSIONS / 4))" --duration "$STORE_SECONDS" --out "$OUT/store-delay5-$run.json"
     # The engine on trial: redb against fjall on the same write pattern, at the
     # batch size the paced store sees and at the largest batch.
     $LOADGEN engines --data-dir "$WORK/engines-paced-$run" --keys "$SESSIONS" --batch "$ENGINE_BATCH" \
@@ -258,7 +262,7 @@ scenario_soak() {
 # The server and the bare sink alternate which goes first from run to run, so
 # that neither always meets a machine its predecessor just warmed (or loaded).
 for run in $(seq "$FIRST_RUN" $((FIRST_RUN + RUNS - 1))); do
-    echo "== run $run of $RUNS" >&2
+    echo "== run $run ($RUNS from $FIRST_RUN)" >&2
     if ((run % 2)); then order="1 2 3 4 6 7 8 soak"; else order="2 1 4 3 6 7 8 soak"; fi
     for scenario in $order; do
         if wants "$scenario"; then "scenario_$scenario"; fi

@@ -61,6 +61,8 @@ def main() -> None:
     ticking_sink = reports(directory, "ticking-bare")
     engines_paced = reports(directory, "engines-paced")
     engines_max = reports(directory, "engines-max")
+    paced = reports(directory, "store-paced")
+    paced_5ms = reports(directory, "store-delay5")
     kib = lambda rows: [v / 1024 for v in field(rows, "rss_per_viewer_bytes")]
     engine = lambda rows, name, key: [e[key] for row in rows for e in row.get("engines", []) if e["engine"] == name]
     lines = [
@@ -124,6 +126,10 @@ def main() -> None:
          spread(ratio(ticking, ticking_sink, "window_lookups", "per_second"))),
         ("8 lookup p99 ms while ticking, server", spread(field(ticking, "window_lookups", "p99_ms"))),
         ("8 lookup p99 ms while ticking, bare sink", spread(field(ticking_sink, "window_lookups", "p99_ms"))),
+        ("6 paced store CPU µs per write, default commit delay", spread(field(paced, "cpu_us_per_write"), digits=1)),
+        ("6 paced store CPU µs per write, 5 ms commit delay", spread(field(paced_5ms, "cpu_us_per_write"), digits=1)),
+        ("6 paced store writes per commit: default / 5 ms",
+         f'{spread(field(paced, "writes_per_commit"), digits=0)} / {spread(field(paced_5ms, "writes_per_commit"), digits=0)}'),
         ("6 engines, paced batch: redb CPU µs per write", spread(engine(engines_paced, "redb", "cpu_us_per_write"))),
         ("6 engines, paced batch: fjall CPU µs per write", spread(engine(engines_paced, "fjall", "cpu_us_per_write"))),
         ("6 engines, 4096 batch: redb CPU µs per write", spread(engine(engines_max, "redb", "cpu_us_per_write"))),

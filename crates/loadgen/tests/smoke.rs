@@ -266,12 +266,17 @@ async fn embedded_store_bench_counts_commits() {
         "32",
         "--duration",
         "0.5",
+        "--commit-delay-ms",
+        "7",
     ])
     .await;
     assert_eq!(report["errors"], 0, "{report:#}");
     let writes = report["writes"].as_u64().unwrap();
     let commits = report["commits"].as_u64().unwrap();
     assert!(writes > 0 && commits > 0 && commits <= writes, "{report:#}");
+    assert_eq!(report["commit_delay_ms"], 7.0, "{report:#}");
+    let cpu = report["cpu_us_per_write"].as_f64().unwrap();
+    assert!(cpu > 0.0 && cpu.is_finite(), "{report:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -216,6 +216,9 @@ struct StoreArgs {
     /// Seconds to run.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// The writer's commit delay (the server's `--store-commit-delay-ms`).
+    #[arg(long, default_value_t = resume_server::store::embedded::DEFAULT_COMMIT_DELAY_MS)]
+    commit_delay_ms: u64,
     /// Write the JSON report here (default: stdout).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -471,13 +474,15 @@ async fn run(cli: Cli) -> Result<(), String> {
                 writers: args.writers,
                 rate: args.rate,
                 duration: Duration::from_secs_f64(args.duration),
+                commit_delay: Duration::from_millis(args.commit_delay_ms),
             })
             .await?;
             eprintln!(
-                "loadgen store: {:.0} writes/s, {} commits, {:.1} writes/commit, p50 {:.2} ms, p99 {:.2} ms, errors {}",
+                "loadgen store: {:.0} writes/s, {} commits, {:.1} writes/commit, {:.1} µs CPU/write, p50 {:.2} ms, p99 {:.2} ms, errors {}",
                 report.writes_per_second,
                 report.commits,
                 report.writes_per_commit,
+                report.cpu_us_per_write,
                 report.p50_ms,
                 report.p99_ms,
                 report.errors

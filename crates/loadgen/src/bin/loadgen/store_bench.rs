@@ -27,6 +27,8 @@ pub struct StorePlan {
     pub rate: f64,
     /// How long to run.
     pub duration: Duration,
+    /// The writer's commit delay.
+    pub commit_delay: Duration,
 }
 
 /// What a store run measured.
@@ -46,6 +48,13 @@ pub struct StoreReport {
     pub commits: u64,
     /// Writes per transaction.
     pub writes_per_commit: f64,
+    /// This process's CPU (all threads: the writers' tasks, the store's
+    /// writer thread) per durable write, µs.
+    #[serde(default)]
+    pub cpu_us_per_write: f64,
+    /// The writer's commit delay, ms.
+    #[serde(default)]
+    pub commit_delay_ms: f64,
     /// `put` latency, ms.
     pub p50_ms: f64,
     /// See `p50_ms`.
@@ -56,7 +65,11 @@ pub struct StoreReport {
 
 /// Runs the writers and reports.
 pub async fn run(plan: StorePlan) -> Result<StoreReport, String> {
-    let store = Arc::new(EmbeddedStore::open(&plan.data_dir).map_err(|e| e.to_string())?);
+    let store = Arc::new(
+        EmbeddedStore::open_with(&plan.data_dir, plan.commit_delay).map_err(|e| e.to_string())?,
+    );
+    let cpu = || crate::procfs::sample(std::process::id()).map(|sample| sample.cpu_seconds);
+    let cpu0 = cpu().map_err(|e| e.to_string())?;
     let stats = store.stats();
     let (writes0, commits0) = (
         stats.writes.load(Ordering::Relaxed),
@@ -111,6 +124,7 @@ pub async fn run(plan: StorePlan) -> Result<StoreReport, String> {
         errors += writer_errors;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = cpu().map_err(|e| e.to_string())? - cpu0;
     let writes = stats.writes.load(Ordering::Relaxed) - writes0;
     let commits = stats.commits.load(Ordering::Relaxed) - commits0;
     Ok(StoreReport {
@@ -121,6 +135,8 @@ pub async fn run(plan: StorePlan) -> Result<StoreReport, String> {
         writes_per_second: writes as f64 / seconds,
         commits,
         writes_per_commit: writes as f64 / commits.max(1) as f64,
+        cpu_us_per_write: cpu_seconds * 1e6 / writes.max(1) as f64,
+        commit_delay_ms: plan.commit_delay.as_secs_f64() * 1e3,
         p50_ms: latency.quantile_ms(0.5),
         p99_ms: latency.quantile_ms(0.99),
         errors,

@@ -99,6 +99,7 @@ pub fn render(dir: &Path) -> Result<String, String> {
     let constant: Vec<LookupReport> = load(dir, "lookup-bare-")?;
     let store_max: Vec<StoreReport> = load(dir, "store-max-")?;
     let store_paced: Vec<StoreReport> = load(dir, "store-paced-")?;
+    let store_short_delay: Vec<StoreReport> = load(dir, "store-delay5-")?;
     let engines_paced: Vec<EnginesReport> = load(dir, "engines-paced-")?;
     let engines_max: Vec<EnginesReport> = load(dir, "engines-max-")?;
     let cassandra: Vec<RunReport> = load(dir, "sessions-cassandra-")?;
@@ -465,14 +466,31 @@ pub fn render(dir: &Path) -> Result<String, String> {
         s,
         "paced like the sessions: writes/s, writes per fsync",
         format!(
-            "{:.0} /s, {:.0} per commit (p99 {:.1} ms)",
+            "{:.0} /s, {:.0} per commit (p99 {:.1} ms; {:.1} µs CPU per write, commit delay {:.0} ms)",
             median(&store_paced, |r| r.writes_per_second),
             median(&store_paced, |r| r.writes_per_commit),
-            median(&store_paced, |r| r.p99_ms)
+            median(&store_paced, |r| r.p99_ms),
+            median(&store_paced, |r| r.cpu_us_per_write),
+            median(&store_paced, |r| r.commit_delay_ms)
         ),
         "",
         None,
     );
+    if !store_short_delay.is_empty() {
+        t.row(
+            s,
+            "the same with a 5 ms commit delay",
+            format!(
+                "{:.0} /s, {:.0} per commit (p99 {:.1} ms; {:.1} µs CPU per write)",
+                median(&store_short_delay, |r| r.writes_per_second),
+                median(&store_short_delay, |r| r.writes_per_commit),
+                median(&store_short_delay, |r| r.p99_ms),
+                median(&store_short_delay, |r| r.cpu_us_per_write)
+            ),
+            "",
+            None,
+        );
+    }
     t.row(
         s,
         "store errors",
