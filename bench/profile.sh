@@ -112,8 +112,8 @@ if [[ $LOAD == lookups ]]; then
         echo "Server CPU under each layer of a lookup (callees included):"
         layer "writing responses to the socket (writev)" 'TcpStream as tokio::io::async_write::AsyncWrite>::poll_write_vectored$'
         layer "reading and parsing requests" 'Conn<I,B,T>::poll_read_head$'
-        layer "the handler's position read (registry + store)" 'AppParts::current_position$'
-        layer "  of which the store's get" 'EmbeddedStore as resume_server::store::PositionStore>::get$'
+        layer "the handler's position read (registry + store)" 'AppParts::current_position(::\{\{closure\}\})?$'
+        layer "  of which the store's get" 'EmbeddedStore as resume_server::store::PositionStore>::get(::\{\{closure\}\})?$'
         layer "    of which opening a read transaction and its tables" 'ReadTransaction::open_table$|as redb::db::ReadableDatabase>::begin_read$'
         layer "verifying the token (HMAC, base64, claims)" 'resume_server::auth::AuthKeys::verify$'
         layer "the router's per-request service clone" 'boxed_clone_sync::CloneService<R>>::clone_box$'
