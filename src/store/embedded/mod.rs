@@ -59,10 +59,11 @@ const WATCHED: TableDefinition<(&str, &str), WatchedCell> = TableDefinition::new
 
 /// How long the writer waits after the first write of a batch, in ms (see
 /// `--store-commit-delay-ms`). Sessions write every 4 s and nobody watches an
-/// acknowledgement's milliseconds, while each commit costs about as much as a
-/// hundred writes (an fsync and the pages it rewrites): 25 ms instead of 5 put
-/// ≈ 100 instead of ≈ 24 writes into a commit under scenario 1's load and took
-/// ≈ 1.4 µs off the server's CPU per tick (docs/BENCHMARKS.md).
+/// acknowledgement's milliseconds, while each commit costs far more than a
+/// write (an fsync and the pages it rewrites): at the rate 19,000 sessions
+/// write, 25 ms instead of 5 puts ≈ 130 instead of ≈ 28 writes into a commit
+/// and cuts the store's CPU per write from ≈ 33 to ≈ 25 µs (benchmark
+/// scenario 6, docs/BENCHMARKS.md).
 pub const DEFAULT_COMMIT_DELAY_MS: u64 = 25;
 
 /// [`DEFAULT_COMMIT_DELAY_MS`] as a duration.
