@@ -339,30 +339,41 @@ async fn response_head(addr: SocketAddr, path: &str) -> String {
         .join("\n")
 }
 
+/// The address a child process prints after `prefix` once it listens.
+async fn bound_address(child: &mut tokio::process::Child, prefix: &str) -> SocketAddr {
+    use tokio::io::AsyncBufReadExt;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let found = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.expect("reads stderr") {
+            if let Some(addr) = line.strip_prefix(prefix) {
+                return addr.parse().ok();
+            }
+        }
+        None
+    })
+    .await;
+    // Keep reading, so that the child never writes into a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    found
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no {prefix:?} line within 20 s"))
+}
+
 /// The bare sink is a fair baseline only if its HTTP layer is the server's:
 /// every response carries the same security headers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bare_sink_answers_with_the_servers_security_headers() {
     let server = TestServer::start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    let sink_addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut sink = Command::new(env!("CARGO_BIN_EXE_bare_sink"))
-        .args(["--listen", &sink_addr.to_string()])
+        .args(["--listen", "127.0.0.1:0"])
         .env("RESUME_JWT_SECRET", SECRET)
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("bare_sink starts");
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(sink_addr).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "bare_sink never listened"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let sink_addr = bound_address(&mut sink, "bare_sink listening on ").await;
     let server_head = response_head(server.addr, "/healthz").await;
     let sink_head = response_head(sink_addr, "/metrics").await;
     for (name, _) in resume_server::http::security_headers::SECURITY_HEADERS {

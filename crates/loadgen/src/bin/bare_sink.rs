@@ -190,7 +190,11 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    eprintln!("bare_sink listening on {}", cli.listen);
+    // The bound address, so that `--listen 127.0.0.1:0` tells its port.
+    match listener.local_addr() {
+        Ok(bound) => eprintln!("bare_sink listening on {bound}"),
+        Err(_) => eprintln!("bare_sink listening on {}", cli.listen),
+    }
     resume_server::server::serve(listener, app, limits, resume_server::shutdown_signal()).await;
     std::process::ExitCode::SUCCESS
 }
