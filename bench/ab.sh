@@ -27,10 +27,12 @@ mkdir -p "$OUT"
 TREES=$(mktemp -d)
 trap 'git worktree remove --force "$TREES/tree" 2>/dev/null || true; rm -rf "$TREES"' EXIT
 
-commits=()
-for rev in "$1" "$2"; do
-    commit=$(git rev-parse --short=7 "$rev^{commit}")
-    commits+=("$commit")
+commits=("$(git rev-parse --short=7 "$1^{commit}")" "$(git rev-parse --short=7 "$2^{commit}")")
+if [[ ${commits[0]} == "${commits[1]}" ]]; then
+    echo "both revisions are commit ${commits[0]}" >&2
+    exit 2
+fi
+for commit in "${commits[@]}"; do
     echo "== building $commit" >&2
     git worktree add --detach "$TREES/tree" "$commit" >&2
     CARGO_TARGET_DIR="$PWD/target" cargo build --release --manifest-path "$TREES/tree/Cargo.toml" \
@@ -41,10 +43,6 @@ for rev in "$1" "$2"; do
     done
     git worktree remove --force "$TREES/tree"
 done
-if [[ ${commits[0]} == "${commits[1]}" ]]; then
-    echo "both revisions are commit ${commits[0]}" >&2
-    exit 2
-fi
 
 for round in $(seq 1 "$ROUNDS"); do
     order=("${commits[@]}")

@@ -262,7 +262,7 @@ scenario_soak() {
 # The server and the bare sink alternate which goes first from run to run, so
 # that neither always meets a machine its predecessor just warmed (or loaded).
 for run in $(seq "$FIRST_RUN" $((FIRST_RUN + RUNS - 1))); do
-    echo "== run $run ($RUNS from $FIRST_RUN)" >&2
+    echo "== run $run (of $FIRST_RUN–$((FIRST_RUN + RUNS - 1)))" >&2
     if ((run % 2)); then order="1 2 3 4 6 7 8 soak"; else order="2 1 4 3 6 7 8 soak"; fi
     for scenario in $order; do
         if wants "$scenario"; then "scenario_$scenario"; fi
