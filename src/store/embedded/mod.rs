@@ -30,14 +30,14 @@
 //! therefore reads unchanged: its titles are simply not watched. Each part
 //! expires a time to live after its own last write, as Cassandra's cells do.
 
+mod snapshot;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
-mod snapshot;
-
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 

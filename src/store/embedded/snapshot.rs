@@ -2,7 +2,8 @@
 //!
 //! A lookup needs one B-tree search, yet a fresh read transaction with its two
 //! tables cost more than that search (begin plus two table opens were ≈ 5 % of
-//! the server's CPU under scenario 4's lookups, `LOAD=lookups bench/profile.sh`).
+//! the server's CPU under scenario 4's lookups on a0168ac, `LOAD=lookups
+//! bench/profile.sh`; docs/BENCHMARKS.md, Lookups).
 //! So the writer opens them once per commit, right after the commit is durable
 //! and before it acknowledges any write of the batch, and publishes them here;
 //! a reader takes the published view with one atomic load.
