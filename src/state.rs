@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::position_reads::PositionReads;
 use crate::readiness::Readiness;
 use crate::resume::{CompletionThreshold, ResumeDecision, resume_position};
-use crate::session::{SessionRegistry, SessionSettings};
+use crate::session::{SessionRegistry, SessionSettings, SessionShared};
 use crate::session_tickets::SessionTicketBook;
 use crate::store::{SharedStore, Stored};
 
@@ -82,8 +82,8 @@ pub struct AppParts {
     pub store: SharedStore,
     /// Live sessions on this node.
     pub sessions: Arc<SessionRegistry>,
-    /// Session timing and limits.
-    pub session_settings: Arc<SessionSettings>,
+    /// Session timing and limits, and the services every session uses.
+    pub session_shared: Arc<SessionShared>,
     /// Per-request settings.
     pub http: Arc<HttpSettings>,
     /// Counters.
@@ -152,15 +152,23 @@ impl AppState {
             NonZeroU32::new(config.demo_login_burst).unwrap_or(NonZeroU32::MIN),
             config.demo_login_max_clients as usize,
         );
+        let shutdown = CancellationToken::new();
+        let session_shared = SessionShared {
+            settings: session_settings,
+            store: Arc::clone(&store),
+            metrics: Arc::clone(&metrics),
+            shutdown: shutdown.clone(),
+            clock: Arc::clone(&clock),
+        };
         Self(Arc::new(AppParts {
             keys,
             catalog,
             store,
             sessions: SessionRegistry::new(config.max_sessions, config.max_sessions_per_user),
-            session_settings: Arc::new(session_settings),
+            session_shared: Arc::new(session_shared),
             http: Arc::new(http),
             metrics,
-            shutdown: CancellationToken::new(),
+            shutdown,
             session_tasks: TaskTracker::new(),
             clock,
             readiness: Readiness::default(),

@@ -12,6 +12,8 @@
 //! offered the `resume.v1` subprotocol gets it selected, and nothing else: a
 //! `bearer.<token>` it offered beside it is never echoed.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{State, WebSocketUpgrade};
@@ -79,19 +81,17 @@ pub async fn open_session(
         AdmissionError::ServerFull => ApiError::Unavailable(e.to_string()),
         AdmissionError::UserFull => ApiError::TooManyRequests(e.to_string()),
     })?;
-    let context = SessionContext {
+    // Boxed: axum's upgrade task keeps the callback's slot for the task's
+    // whole life, so the callback holds a pointer, not the context itself.
+    let context = Box::new(SessionContext {
         duration_ms: movie.duration_ms(),
         resume_position_ms: decision.position_ms,
-        settings: state.session_settings.clone(),
-        store: state.store.clone(),
-        metrics: state.metrics.clone(),
+        shared: Arc::clone(&state.session_shared),
         ticket,
-        shutdown: state.shutdown.clone(),
-        clock: state.clock.clone(),
-    };
-    // Held from now until the session task ends, so shutdown waits for sessions
-    // that are upgraded but not started yet.
-    let tracked = state.session_tasks.token();
+        // Taken now, so shutdown waits for sessions that are upgraded but
+        // not started yet.
+        tracked: state.session_tasks.token(),
+    });
     let http = &state.http;
     Ok(upgrade
         .protocols([SUBPROTOCOL])
@@ -100,10 +100,9 @@ pub async fn open_session(
         .max_write_buffer_size(http.max_frame_bytes.max(http.ws_write_buffer_bytes) * 16)
         .max_frame_size(http.max_frame_bytes)
         .max_message_size(http.max_frame_bytes)
-        .on_upgrade(move |socket| async move {
-            run_session(socket, context).await;
-            drop(tracked);
-        }))
+        // The session's own future, not one that wraps it: a wrapping async
+        // block would keep a second slot for the socket and the context.
+        .on_upgrade(move |socket| run_session(socket, *context)))
 }
 
 /// Browsers send `Origin`; a cross-site page may only open sessions when its

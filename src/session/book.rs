@@ -38,6 +38,11 @@ pub const RETRY_MIN: Duration = Duration::from_millis(250);
 /// Longest retry delay.
 pub const RETRY_MAX: Duration = Duration::from_secs(8);
 
+/// A duration as whole milliseconds, saturating at `u32::MAX` (49 days).
+fn millis_u32(duration: Duration) -> u32 {
+    u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
+}
+
 /// The timings the rules use.
 #[derive(Debug, Clone, Copy)]
 pub struct BookSettings {
@@ -104,8 +109,11 @@ struct ProvisionalRun {
 /// The position bookkeeping of one session.
 #[derive(Debug)]
 pub struct PositionBook {
-    /// Timings.
-    settings: BookSettings,
+    /// Delay between a visible change and its write, in ms (the settings'
+    /// durations are kept as 32-bit milliseconds: every session holds a book).
+    flush_interval_ms: u32,
+    /// How long playback must run on from a provisional position, in ms.
+    confirm_after_ms: u32,
     /// Positions below this are provisional; `None` once confirmed (or when the
     /// hello offered 0).
     resume_guard_ms: Option<u64>,
@@ -121,8 +129,8 @@ pub struct PositionBook {
     flush: FlushState,
     /// Write at once after the write in flight (`ended`, or the session ending).
     hurry: Option<FlushReason>,
-    /// Next retry delay.
-    backoff: Duration,
+    /// Next retry delay, in ms.
+    backoff_ms: u32,
 }
 
 impl PositionBook {
@@ -130,7 +138,8 @@ impl PositionBook {
     pub fn new(settings: BookSettings, resume_point_ms: u64) -> Self {
         let guarded = resume_point_ms > 0 && !settings.confirm_after.is_zero();
         Self {
-            settings,
+            flush_interval_ms: millis_u32(settings.flush_interval),
+            confirm_after_ms: millis_u32(settings.confirm_after),
             resume_guard_ms: guarded.then_some(resume_point_ms),
             run: None,
             latest_ms: None,
@@ -138,7 +147,7 @@ impl PositionBook {
             settled_at: None,
             flush: FlushState::Idle,
             hurry: None,
-            backoff: RETRY_MIN,
+            backoff_ms: millis_u32(RETRY_MIN),
         }
     }
 
@@ -167,7 +176,7 @@ impl PositionBook {
             self.visible = Some(position);
             if self.flush == FlushState::Idle {
                 self.flush = FlushState::Due {
-                    at: now + self.settings.flush_interval,
+                    at: now + self.flush_interval(),
                     reason: FlushReason::Interval,
                 };
             }
@@ -204,7 +213,7 @@ impl PositionBook {
             Some(run) if !stepped_back && position_ms >= run.anchor_ms => {
                 let wall = now.saturating_duration_since(run.since);
                 let played = Duration::from_millis(position_ms - run.anchor_ms);
-                let confirm = self.settings.confirm_after;
+                let confirm = Duration::from_millis(u64::from(self.confirm_after_ms));
                 if wall >= confirm && played >= confirm / 2 {
                     self.resume_guard_ms = None;
                     self.run = None;
@@ -270,12 +279,12 @@ impl PositionBook {
         };
         if result == WriteResult::Failed {
             self.flush = FlushState::Backoff {
-                at: now + self.backoff,
+                at: now + Duration::from_millis(u64::from(self.backoff_ms)),
             };
-            self.backoff = (self.backoff * 2).min(RETRY_MAX);
+            self.backoff_ms = self.backoff_ms.saturating_mul(2).min(millis_u32(RETRY_MAX));
             return None;
         }
-        self.backoff = RETRY_MIN;
+        self.backoff_ms = millis_u32(RETRY_MIN);
         self.settled_at = Some(self.settled_at.map_or(position.received_at_micros, |at| {
             at.max(position.received_at_micros)
         }));
@@ -283,7 +292,7 @@ impl PositionBook {
             (false, _) => FlushState::Idle,
             (true, Some(reason)) => FlushState::Due { at: now, reason },
             (true, None) => FlushState::Due {
-                at: now + self.settings.flush_interval,
+                at: now + self.flush_interval(),
                 reason: FlushReason::Interval,
             },
         };
@@ -291,6 +300,10 @@ impl PositionBook {
             position,
             won: result == WriteResult::Applied,
         })
+    }
+
+    fn flush_interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.flush_interval_ms))
     }
 
     /// Whether the visible position is newer than every settled write.

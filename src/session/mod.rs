@@ -11,5 +11,5 @@ pub mod flood;
 pub mod protocol;
 pub mod registry;
 
-pub use actor::{SessionContext, SessionSettings, run_session};
+pub use actor::{SessionContext, SessionSettings, SessionShared, run_session};
 pub use registry::{AdmissionError, LivePosition, SessionRegistry, SessionTicket};
