@@ -28,6 +28,9 @@ MAX_CONNECTING=${MAX_CONNECTING:-512}  # upgrades in flight; well below the list
 LOOKUP_SECONDS=${LOOKUP_SECONDS:-20}
 LOOKUP_CONCURRENCY=${LOOKUP_CONCURRENCY:-64}
 TICKING_SESSIONS=${TICKING_SESSIONS:-10000} # scenario 8: sessions ticking under the lookups
+# Scenario 8: VAR=value settings for its server, space-separated, e.g.
+# RESUME_FLUSH_INTERVAL_MS=600000 to see the lookups beside ticks that write nothing.
+TICKING_SERVER_SETTINGS=${TICKING_SERVER_SETTINGS:-}
 STORE_SECONDS=${STORE_SECONDS:-10}
 BIN_DIR=${BIN_DIR:-}            # prebuilt binaries of $BIN_COMMIT to run (bench/ab.sh); empty: build this checkout
 FIRST_RUN=${FIRST_RUN:-1}       # number of the first run (reports are named by run)
@@ -236,7 +239,8 @@ scenario_8() {
     if ((run % 2 == 0)); then first=bare second=server; fi
     for target in $first $second; do
         if [[ $target == server ]]; then
-            start_server "server-ticking-$run"
+            # shellcheck disable=SC2086 # one word per setting
+            start_server "server-ticking-$run" $TICKING_SERVER_SETTINGS
             $LOADGEN sessions --addr 127.0.0.1:$SERVER_PORT --server-pid "$SERVER_PID" "${ticking[@]}" \
                 --out "$OUT/ticking-server-$run.json"
         else
@@ -274,7 +278,7 @@ done
     echo "Load average (1/5/15 min) before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "Commit: $COMMIT${CHANGED:+ with uncommitted changes to: $CHANGED}"
     echo "SCENARIOS=\"$SCENARIOS\" SESSIONS=$SESSIONS DURATION=$DURATION RUNS=$RUNS PROCESSES=$PROCESSES" \
-        "TICKING_SESSIONS=$TICKING_SESSIONS SOAK_SECONDS=$SOAK_SECONDS CASSANDRA_SESSIONS=$CASSANDRA_SESSIONS CASSANDRA_CONSISTENCY=$CASSANDRA_CONSISTENCY reports in $OUT"
+        "TICKING_SESSIONS=$TICKING_SESSIONS${TICKING_SERVER_SETTINGS:+ TICKING_SERVER_SETTINGS=\"$TICKING_SERVER_SETTINGS\"} SOAK_SECONDS=$SOAK_SECONDS CASSANDRA_SESSIONS=$CASSANDRA_SESSIONS CASSANDRA_CONSISTENCY=$CASSANDRA_CONSISTENCY reports in $OUT"
     echo
     $LOADGEN table --dir "$OUT"
 } | tee "$OUT/table.md"
