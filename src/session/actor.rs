@@ -371,14 +371,12 @@ impl SessionActor {
         }
     }
 
-    /// Handles one frame; returns `Some` when the session must end.
+    /// What one message from the client does: the session's state changes
+    /// here, and the socket loop sends the reply, if any.
     ///
     /// Every frame but a close counts toward the rate. A well-formed tick is
     /// recorded whatever the rate; over the rate nothing is answered, and a
     /// sustained flood ends the session (its latest tick recorded first).
-    /// What one frame from the client does: the session's state changes here,
-    /// and the caller sends the reply, if any (so that the socket loop's state
-    /// holds one send at a time, not one per kind of message).
     fn on_message(&mut self, message: Message, now: Instant) -> Step {
         if let Message::Close(_) = message {
             return Step::End(SocketEnd::ClientClosed);
