@@ -29,9 +29,12 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d)
 SERVER_PID=""
 LOAD_PID=""
-cleanup() {
-    [[ -n "$LOAD_PID" ]] && kill "$LOAD_PID" 2>/dev/null
-    [[ -n "$SERVER_PID" ]] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+cleanup() { # a load that already ended must not keep the server from being stopped
+    local pid
+    for pid in $LOAD_PID $SERVER_PID; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -124,10 +127,12 @@ else
         echo
         echo "Server CPU under each part of a session's life (callees included):"
         layer "reading and parsing ticks (tungstenite)" 'WebSocketStream<T> as futures_core::stream::Stream>::poll_next$'
-        layer "the actor's handling of a tick" 'SessionActor::on_message$'
+        # The compiler may inline these into their callers; perf then names them "… (inlined)".
+        layer "the actor's handling of a tick" 'SessionActor::on_message$|\] on_message \(inlined\)$'
         layer "sending frames: \`saved\` acknowledgements (socket writes)" 'resume_server::session::actor::send::\{\{closure\}\}$'
         layer "starting a store write on the session's side" 'SessionActor::write_future$|SessionActor::write_future::\{\{closure\}\}$'
-        layer "the store's writer thread (commits, fsync, replies)" 'resume_server::store::embedded::Writer::run$'
+        # The thread's entry, whether or not Writer::run was inlined into it.
+        layer "the store's writer thread (commits, fsync, replies)" '\] __rust_begin_short_backtrace<resume_server::store::embedded::'
         layer "  of which the commit (redb, incl. its fsync)" 'WriteTransaction::commit_with$'
         layer "    of which fsync" '\[k\] __x64_sys_fdatasync$'
         layer "  of which publishing the read view" 'LatestSnapshot::refresh$'
