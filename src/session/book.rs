@@ -43,6 +43,11 @@ fn millis_u32(duration: Duration) -> u32 {
     u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
 }
 
+/// The duration [`millis_u32`] kept.
+fn from_millis_u32(millis: u32) -> Duration {
+    Duration::from_millis(u64::from(millis))
+}
+
 /// The timings the rules use.
 #[derive(Debug, Clone, Copy)]
 pub struct BookSettings {
@@ -136,10 +141,13 @@ pub struct PositionBook {
 impl PositionBook {
     /// The book of a session whose hello offered `resume_point_ms`.
     pub fn new(settings: BookSettings, resume_point_ms: u64) -> Self {
-        let guarded = resume_point_ms > 0 && !settings.confirm_after.is_zero();
+        // Judged on the kept milliseconds, so a sub-millisecond confirmation
+        // time means none, as the rule that uses it would read it.
+        let confirm_after_ms = millis_u32(settings.confirm_after);
+        let guarded = resume_point_ms > 0 && confirm_after_ms > 0;
         Self {
             flush_interval_ms: millis_u32(settings.flush_interval),
-            confirm_after_ms: millis_u32(settings.confirm_after),
+            confirm_after_ms,
             resume_guard_ms: guarded.then_some(resume_point_ms),
             run: None,
             latest_ms: None,
@@ -176,7 +184,7 @@ impl PositionBook {
             self.visible = Some(position);
             if self.flush == FlushState::Idle {
                 self.flush = FlushState::Due {
-                    at: now + self.flush_interval(),
+                    at: now + from_millis_u32(self.flush_interval_ms),
                     reason: FlushReason::Interval,
                 };
             }
@@ -213,7 +221,7 @@ impl PositionBook {
             Some(run) if !stepped_back && position_ms >= run.anchor_ms => {
                 let wall = now.saturating_duration_since(run.since);
                 let played = Duration::from_millis(position_ms - run.anchor_ms);
-                let confirm = Duration::from_millis(u64::from(self.confirm_after_ms));
+                let confirm = from_millis_u32(self.confirm_after_ms);
                 if wall >= confirm && played >= confirm / 2 {
                     self.resume_guard_ms = None;
                     self.run = None;
@@ -279,7 +287,7 @@ impl PositionBook {
         };
         if result == WriteResult::Failed {
             self.flush = FlushState::Backoff {
-                at: now + Duration::from_millis(u64::from(self.backoff_ms)),
+                at: now + from_millis_u32(self.backoff_ms),
             };
             self.backoff_ms = self.backoff_ms.saturating_mul(2).min(millis_u32(RETRY_MAX));
             return None;
@@ -292,7 +300,7 @@ impl PositionBook {
             (false, _) => FlushState::Idle,
             (true, Some(reason)) => FlushState::Due { at: now, reason },
             (true, None) => FlushState::Due {
-                at: now + self.flush_interval(),
+                at: now + from_millis_u32(self.flush_interval_ms),
                 reason: FlushReason::Interval,
             },
         };
@@ -300,10 +308,6 @@ impl PositionBook {
             position,
             won: result == WriteResult::Applied,
         })
-    }
-
-    fn flush_interval(&self) -> Duration {
-        Duration::from_millis(u64::from(self.flush_interval_ms))
     }
 
     /// Whether the visible position is newer than every settled write.
