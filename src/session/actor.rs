@@ -754,10 +754,10 @@ mod tests {
     /// Every live session holds one of these; 19,000 sessions per process is
     /// the design point (docs/BENCHMARKS.md), so growth here is a regression.
     /// Measured on the real socket type, as the upgrade callback hands it to
-    /// tokio: axum's upgrade task adds ≈ 140 bytes and tokio's task header and
-    /// trailer ≈ 110, and the allocation is a multiple of 128 bytes, so at
-    /// 1,032 bytes a session's task takes 1,280 (it took 2,176 when the
-    /// callback wrapped this future in one of its own).
+    /// tokio. Axum's upgrade task and tokio's header and trailer come on top,
+    /// and tokio rounds the allocation up to a multiple of 128 bytes: at 1,032
+    /// bytes here a session's task takes 1,280 (`bench/heap.sh`; 2,176 when
+    /// the callback wrapped this future in one of its own).
     #[test]
     fn the_session_task_stays_small() {
         let size = returned_size(run_session::<axum::extract::ws::WebSocket>);
